@@ -1,0 +1,151 @@
+/*
+ * attn_translate.h — the public API of libattn-translate, an English→French
+ * Transformer (Marian / OPUS-MT architecture) inference engine.
+ *
+ * Objects:
+ *   at_model    immutable weights, config and tokenizer, loaded from a model
+ *               directory (docs/FORMAT.md). Thread-safe to share read-only.
+ *   at_session  per-thread mutable state: activations, KV caches, beams and the
+ *               last result. One session translates one line at a time.
+ *
+ * Conventions:
+ *   - Every function that can fail returns an at_status; on failure it fills the
+ *     optional at_error (message names the problem) and leaves outputs untouched.
+ *   - The library never prints and never exits.
+ *   - Ownership is stated on each function. Pointers inside an at_result belong to
+ *     the session and stay valid until the next at_translate() on that session or
+ *     at_session_free().
+ */
+#ifndef ATTN_TRANSLATE_H
+#define ATTN_TRANSLATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AT_VERSION_STRING "0.1.0"
+
+/* Result codes. at_status_str() turns one into a constant string. */
+typedef enum at_status {
+    AT_OK = 0,
+    AT_ERR_IO = 1,          /* a file could not be opened, read or mapped */
+    AT_ERR_FORMAT = 2,      /* a model or vocab file is malformed or inconsistent */
+    AT_ERR_NOMEM = 3,       /* an allocation failed */
+    AT_ERR_ARG = 4,         /* an argument is out of range */
+    AT_ERR_INPUT = 5,       /* the input text is not valid UTF-8 */
+    AT_ERR_TOO_LONG = 6     /* the input is longer than the model accepts */
+} at_status;
+
+/* A status plus a human-readable message. Functions taking `at_error *err`
+ * accept NULL. The message is NUL-terminated and owned by the struct. */
+typedef struct at_error {
+    at_status code;
+    char message[512];
+} at_error;
+
+/* Returns a static string describing `code`; never NULL. */
+const char *at_status_str(at_status code);
+
+/* ---- model ------------------------------------------------------------ */
+
+typedef struct at_model at_model;
+
+/* Hyper-parameters as read from model.json (docs/FORMAT.md). */
+typedef struct at_config {
+    int vocab_size, d_model;
+    int encoder_layers, decoder_layers;
+    int encoder_heads, decoder_heads;
+    int encoder_ffn_dim, decoder_ffn_dim;
+    int max_positions;
+    int scale_embedding, shared_embeddings, tied_lm_head;
+    int pad_id, eos_id, unk_id, decoder_start_id;
+    float layer_norm_eps;
+    char activation[16];     /* "swish", "relu" or "gelu" */
+    /* generation defaults */
+    int num_beams, max_length;
+    float length_penalty;
+} at_config;
+
+/* Loads the model directory `dir`. On success *out owns the model; release it
+ * with at_model_free(). The weights file is memory-mapped read-only. */
+at_status at_model_load(const char *dir, at_model **out, at_error *err);
+
+/* Releases everything the model owns. Accepts NULL. All sessions created from
+ * the model must be freed first. */
+void at_model_free(at_model *model);
+
+/* Borrowed pointer to the model's config, valid while the model lives. */
+const at_config *at_model_config(const at_model *model);
+
+/* ---- tokenizer ---------------------------------------------------------- */
+
+/* Tokenizes `len` bytes of UTF-8 `text` with the model's source SentencePiece model
+ * into model ids (no eos appended). Writes at most `cap` ids to `ids` and the full
+ * count to *n_ids; returns AT_ERR_TOO_LONG if cap was too small (ids then holds the
+ * first cap ids). Invalid UTF-8 gives AT_ERR_INPUT. Caller owns `ids`. */
+at_status at_tokenize(const at_model *model, const char *text, size_t len,
+                      int32_t *ids, size_t cap, size_t *n_ids, at_error *err);
+
+/* Detokenizes `n` model ids into `out` (NUL-terminated, at most `cap` bytes with
+ * the NUL). *out_len gets the length without the NUL that the full text needs;
+ * returns AT_ERR_TOO_LONG if it did not fit. Caller owns `out`. */
+at_status at_detokenize(const at_model *model, const int32_t *ids, size_t n,
+                        char *out, size_t cap, size_t *out_len, at_error *err);
+
+/* Borrowed piece text of model id `id` (NULL if out of range). */
+const char *at_token_text(const at_model *model, int32_t id);
+
+/* ---- translation ---------------------------------------------------------- */
+
+/* Decoding options; start from at_default_options(). */
+typedef struct at_options {
+    int beam_size;            /* 1 = greedy; >= 1 */
+    int n_best;               /* hypotheses returned, 1..beam_size */
+    float length_penalty;     /* score = sum(log p) / length^length_penalty */
+    float max_length_factor;  /* max target tokens = factor * source tokens + extra, */
+    int max_length_extra;     /*   capped by the model's max_length and positions */
+    int max_input_tokens;     /* longer inputs give AT_ERR_TOO_LONG; <= max positions */
+} at_options;
+
+/* Defaults from the model's generation config (beam, length penalty) and
+ * factor 2.0, extra 10, max input = max positions. Returned by value. */
+at_options at_default_options(const at_model *model);
+
+typedef struct at_hypothesis {
+    const int32_t *ids;   /* generated ids, eos excluded */
+    int n_ids;
+    const char *text;     /* detokenized translation */
+    float score;          /* length-normalised log-probability used for ranking */
+    float logprob;        /* sum of token log-probabilities, eos included */
+} at_hypothesis;
+
+typedef struct at_result {
+    const int32_t *src_ids;   /* source ids including the final eos */
+    int n_src;
+    const at_hypothesis *hyps; /* best first */
+    int n_hyps;
+} at_result;
+
+typedef struct at_session at_session;
+
+/* Creates a session for `model` (borrowed: it must outlive the session). Buffers
+ * grow at the start of a translation when a longer input arrives, never during
+ * decoding. Release with at_session_free(). */
+at_status at_session_new(const at_model *model, at_session **out, at_error *err);
+
+/* Releases the session and the last result. Accepts NULL. */
+void at_session_free(at_session *session);
+
+/* Translates one line (`len` bytes of UTF-8, no newline handling: callers split
+ * lines). An empty or whitespace-only line yields one empty hypothesis. `opts`
+ * may be NULL for the defaults. *result borrows session memory (see above). */
+at_status at_translate(at_session *session, const char *text, size_t len,
+                       const at_options *opts, at_result *result, at_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ATTN_TRANSLATE_H */
