@@ -108,6 +108,8 @@ typedef struct at_options {
     float max_length_factor;  /* max target tokens = factor * source tokens + extra, */
     int max_length_extra;     /*   capped by the model's max_length and positions */
     int max_input_tokens;     /* longer inputs give AT_ERR_TOO_LONG; <= max positions */
+    int attention_layer;      /* -1: no attention capture (default); otherwise the decoder
+                                 layer (0-based) whose cross-attention is returned */
 } at_options;
 
 /* Defaults from the model's generation config (beam, length penalty) and
@@ -120,6 +122,12 @@ typedef struct at_hypothesis {
     const char *text;     /* detokenized translation */
     float score;          /* length-normalised log-probability used for ranking */
     float logprob;        /* sum of token log-probabilities, eos included */
+    /* Cross-attention of options.attention_layer, NULL when not captured:
+     * (attn_heads, attn_rows, n_src) row-major; row r is the distribution over
+     * source positions when target token r was produced (r = n_ids is the eos
+     * row when the hypothesis ended with eos). Each row sums to 1. */
+    const float *attention;
+    int attn_rows;
 } at_hypothesis;
 
 typedef struct at_result {
@@ -127,6 +135,7 @@ typedef struct at_result {
     int n_src;
     const at_hypothesis *hyps; /* best first */
     int n_hyps;
+    int attn_heads;           /* heads in each hypothesis' attention (0 if none) */
 } at_result;
 
 typedef struct at_session at_session;

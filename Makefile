@@ -1,0 +1,81 @@
+# attn-translate — build, test, install.
+#   make              the library and ./attn-translate
+#   make test         every test; ends with "N passed, N failed"
+#   make asan-test    the same tests built with AddressSanitizer + UBSan
+#   make bench        speed and memory against the PyTorch reference (not a test)
+#   make install      PREFIX=/usr/local DESTDIR=
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DATADIR ?= $(PREFIX)/share/attn-translate
+PYTHON  ?= /usr/bin/python3
+OPT     ?= -O2 -march=x86-64-v2
+WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+          -Wformat=2 -Wvla
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 $(WARN) -Ilib -DAT_DATADIR='"$(DATADIR)"'
+LDLIBS  = -lopenblas -lcjson -lutf8proc -lm
+BUILD   ?= build
+
+LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/transformer.c lib/translate.c
+LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
+TESTS   = test_tokenizer test_model test_forward
+TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck
+
+.PHONY: all test asan asan-test bench clean install uninstall check-header
+
+all: attn-translate
+
+$(BUILD)/lib/%.o: lib/%.c lib/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libattn-translate.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/attn-translate: cmd/attn-translate.c lib/attn_translate.h $(BUILD)/libattn-translate.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
+
+attn-translate: $(BUILD)/attn-translate
+	cp $< $@
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libattn-translate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
+
+# The public header must compile alone, as C and as C++.
+check-header:
+	@mkdir -p $(BUILD)
+	printf '#include "attn_translate.h"\nint main(void){return 0;}\n' > $(BUILD)/hdr.c
+	$(CC) -std=c99 -Wall -Wextra -pedantic -Werror -Ilib $(BUILD)/hdr.c -o $(BUILD)/hdr-c
+	@if command -v c++ >/dev/null; then c++ -Wall -Wextra -Werror -Ilib -x c++ $(BUILD)/hdr.c -o $(BUILD)/hdr-cxx; fi
+
+test: attn-translate $(TEST_BIN) check-header
+	BUILD=$(BUILD) PYTHON=$(PYTHON) tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build/asan OPT='-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined' \
+	  LDFLAGS='-fsanitize=address,undefined' $(TEST_BIN:$(BUILD)/%=build/asan/%) build/asan/attn-translate
+
+asan-test: asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  BUILD=build/asan PYTHON=$(PYTHON) tests/run.sh --no-python
+
+bench: attn-translate
+	$(PYTHON) scripts/bench.py
+
+install: attn-translate $(BUILD)/libattn-translate.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 755 attn-translate $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/libattn-translate.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 lib/attn_translate.h $(DESTDIR)$(PREFIX)/include/
+	if [ -f models/en-fr/model.json ]; then install -d $(DESTDIR)$(DATADIR)/en-fr && \
+	  install -m 644 models/en-fr/* $(DESTDIR)$(DATADIR)/en-fr/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/attn-translate $(DESTDIR)$(PREFIX)/lib/libattn-translate.a \
+	  $(DESTDIR)$(PREFIX)/include/attn_translate.h
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build attn-translate

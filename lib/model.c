@@ -1,0 +1,588 @@
+/* model.c — loading and validating a model directory (docs/FORMAT.md).
+ *
+ * Nothing in model.bin is trusted until the whole header has been checked:
+ * every count against overflow, every byte range against the file, every
+ * tensor name and shape against the config. Only then are pointers formed. */
+#define _POSIX_C_SOURCE 200809L
+#include "model.h"
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "attn-translate reads little-endian weights in place; big-endian hosts are not supported"
+#endif
+
+#define AT_HEADER_MAX (16u << 20)
+#define AT_ALIGN 64
+#define AT_PREAMBLE 64
+static const char AT_MAGIC[8] = {'A', 'T', 'T', 'N', 'T', 'R', 'W', '\0'};
+
+/* ---- expected tensor table ------------------------------------------------ */
+
+typedef struct expected {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    const float **slot; /* where the f32 pointer goes */
+    int seen;
+    int f16;
+    uint64_t offset, nbytes;
+} expected;
+
+typedef struct table {
+    expected *e;
+    int n, cap;
+} table;
+
+static at_status table_add(table *t, const float **slot, int64_t d0, int64_t d1,
+                           at_error *err, const char *fmt, ...) AT_PRINTF(6, 7);
+
+static at_status table_add(table *t, const float **slot, int64_t d0, int64_t d1,
+                           at_error *err, const char *fmt, ...) {
+    if (t->n == t->cap) {
+        int ncap = t->cap ? t->cap * 2 : 64;
+        expected *ne = realloc(t->e, (size_t)ncap * sizeof *ne);
+        if (!ne) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+        t->e = ne;
+        t->cap = ncap;
+    }
+    expected *x = &t->e[t->n++];
+    memset(x, 0, sizeof *x);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->name, sizeof x->name, fmt, ap);
+    va_end(ap);
+    x->slot = slot;
+    x->shape[0] = d0;
+    x->shape[1] = d1;
+    x->ndim = d1 > 0 ? 2 : 1;
+    return AT_OK;
+}
+
+static at_status add_attn(table *t, at_attn_weights *a, int64_t d, const char *prefix,
+                          at_error *err) {
+    static const char *proj[4] = {"q", "k", "v", "out"};
+    const float **w[4] = {&a->wq, &a->wk, &a->wv, &a->wo};
+    const float **b[4] = {&a->bq, &a->bk, &a->bv, &a->bo};
+    for (int i = 0; i < 4; i++) {
+        at_status s = table_add(t, w[i], d, d, err, "%s.%s_proj.weight", prefix, proj[i]);
+        if (!s) s = table_add(t, b[i], d, 0, err, "%s.%s_proj.bias", prefix, proj[i]);
+        if (s) return s;
+    }
+    return AT_OK;
+}
+
+static at_status add_ln(table *t, at_ln *ln, int64_t d, const char *prefix, at_error *err) {
+    at_status s = table_add(t, &ln->weight, d, 0, err, "%s.weight", prefix);
+    if (!s) s = table_add(t, &ln->bias, d, 0, err, "%s.bias", prefix);
+    return s;
+}
+
+static at_status add_ffn(table *t, at_ffn_weights *f, int64_t d, int64_t ffn,
+                         const char *prefix, at_error *err) {
+    at_status s = table_add(t, &f->fc1_w, ffn, d, err, "%s.fc1.weight", prefix);
+    if (!s) s = table_add(t, &f->fc1_b, ffn, 0, err, "%s.fc1.bias", prefix);
+    if (!s) s = table_add(t, &f->fc2_w, d, ffn, err, "%s.fc2.weight", prefix);
+    if (!s) s = table_add(t, &f->fc2_b, d, 0, err, "%s.fc2.bias", prefix);
+    return s;
+}
+
+static at_status build_table(at_model *m, table *t, at_error *err) {
+    const at_config *c = &m->cfg;
+    int64_t d = c->d_model, V = c->vocab_size;
+    at_status s;
+    char p[64];
+    if (c->shared_embeddings) {
+        s = table_add(t, &m->enc_embed, V, d, err, "shared.weight");
+    } else {
+        s = table_add(t, &m->enc_embed, V, d, err, "encoder.embed_tokens.weight");
+        if (!s) s = table_add(t, &m->dec_embed, V, d, err, "decoder.embed_tokens.weight");
+    }
+    if (!s && !c->tied_lm_head) s = table_add(t, &m->lm_head, V, d, err, "lm_head.weight");
+    if (!s) s = table_add(t, &m->final_bias, V, 0, err, "final_logits_bias");
+    for (int i = 0; !s && i < c->encoder_layers; i++) {
+        at_enc_layer *L = &m->enc[i];
+        snprintf(p, sizeof p, "encoder.layers.%d.self_attn", i);
+        s = add_attn(t, &L->self_attn, d, p, err);
+        snprintf(p, sizeof p, "encoder.layers.%d.self_attn_layer_norm", i);
+        if (!s) s = add_ln(t, &L->self_attn_ln, d, p, err);
+        snprintf(p, sizeof p, "encoder.layers.%d", i);
+        if (!s) s = add_ffn(t, &L->ffn, d, c->encoder_ffn_dim, p, err);
+        snprintf(p, sizeof p, "encoder.layers.%d.final_layer_norm", i);
+        if (!s) s = add_ln(t, &L->final_ln, d, p, err);
+    }
+    for (int i = 0; !s && i < c->decoder_layers; i++) {
+        at_dec_layer *L = &m->dec[i];
+        snprintf(p, sizeof p, "decoder.layers.%d.self_attn", i);
+        s = add_attn(t, &L->self_attn, d, p, err);
+        snprintf(p, sizeof p, "decoder.layers.%d.self_attn_layer_norm", i);
+        if (!s) s = add_ln(t, &L->self_attn_ln, d, p, err);
+        snprintf(p, sizeof p, "decoder.layers.%d.encoder_attn", i);
+        if (!s) s = add_attn(t, &L->cross_attn, d, p, err);
+        snprintf(p, sizeof p, "decoder.layers.%d.encoder_attn_layer_norm", i);
+        if (!s) s = add_ln(t, &L->cross_attn_ln, d, p, err);
+        snprintf(p, sizeof p, "decoder.layers.%d", i);
+        if (!s) s = add_ffn(t, &L->ffn, d, c->decoder_ffn_dim, p, err);
+        snprintf(p, sizeof p, "decoder.layers.%d.final_layer_norm", i);
+        if (!s) s = add_ln(t, &L->final_ln, d, p, err);
+    }
+    return s;
+}
+
+/* ---- JSON helpers ------------------------------------------------------------ */
+
+/* A JSON number that is an exact integer in [lo, hi]. */
+static int json_int(const cJSON *item, int64_t lo, int64_t hi, int64_t *out) {
+    if (!cJSON_IsNumber(item)) return 0;
+    double v = item->valuedouble;
+    if (!(v >= (double)lo && v <= (double)hi) || v != floor(v)) return 0;
+    *out = (int64_t)v;
+    return 1;
+}
+
+static at_status cfg_int(const cJSON *cfg, const char *key, int64_t lo, int64_t hi, int *out,
+                         const char *file, at_error *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    int64_t v;
+    if (!it) return at_fail(err, AT_ERR_FORMAT, "%s: config.%s is missing", file, key);
+    if (!json_int(it, lo, hi, &v))
+        return at_fail(err, AT_ERR_FORMAT,
+                       "%s: config.%s must be an integer in [%lld, %lld]", file, key,
+                       (long long)lo, (long long)hi);
+    *out = (int)v;
+    return AT_OK;
+}
+
+static at_status cfg_bool(const cJSON *cfg, const char *key, int *out, const char *file,
+                          at_error *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!it) return at_fail(err, AT_ERR_FORMAT, "%s: config.%s is missing", file, key);
+    if (!cJSON_IsBool(it))
+        return at_fail(err, AT_ERR_FORMAT, "%s: config.%s must be true or false", file, key);
+    *out = cJSON_IsTrue(it) ? 1 : 0;
+    return AT_OK;
+}
+
+static at_status parse_config(at_model *m, const cJSON *root, const char *file,
+                              at_error *err) {
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "attn-translate") != 0)
+        return at_fail(err, AT_ERR_FORMAT,
+                       "%s: not an attn-translate model header (\"format\" must be "
+                       "\"attn-translate\")", file);
+    int64_t version;
+    if (!json_int(cJSON_GetObjectItemCaseSensitive(root, "version"), 0, INT32_MAX, &version))
+        return at_fail(err, AT_ERR_FORMAT, "%s: \"version\" is missing or not an integer", file);
+    if (version != 1)
+        return at_fail(err, AT_ERR_FORMAT,
+                       "%s: format version %lld is not supported (this build reads version 1)",
+                       file, (long long)version);
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architecture");
+    if (!cJSON_IsString(arch) || strcmp(arch->valuestring, "marian") != 0)
+        return at_fail(err, AT_ERR_FORMAT, "%s: \"architecture\" must be \"marian\"", file);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
+    if (!cJSON_IsObject(cfg)) return at_fail(err, AT_ERR_FORMAT, "%s: \"config\" is missing", file);
+
+    at_config *c = &m->cfg;
+    const int64_t big = 1 << 24, small = 4096;
+    at_status s;
+    if ((s = cfg_int(cfg, "vocab_size", 1, big, &c->vocab_size, file, err)) ||
+        (s = cfg_int(cfg, "d_model", 2, 65536, &c->d_model, file, err)) ||
+        (s = cfg_int(cfg, "encoder_layers", 1, 256, &c->encoder_layers, file, err)) ||
+        (s = cfg_int(cfg, "decoder_layers", 1, 256, &c->decoder_layers, file, err)) ||
+        (s = cfg_int(cfg, "encoder_attention_heads", 1, small, &c->encoder_heads, file, err)) ||
+        (s = cfg_int(cfg, "decoder_attention_heads", 1, small, &c->decoder_heads, file, err)) ||
+        (s = cfg_int(cfg, "encoder_ffn_dim", 1, 1 << 20, &c->encoder_ffn_dim, file, err)) ||
+        (s = cfg_int(cfg, "decoder_ffn_dim", 1, 1 << 20, &c->decoder_ffn_dim, file, err)) ||
+        (s = cfg_int(cfg, "max_position_embeddings", 2, 1 << 16, &c->max_positions, file, err)) ||
+        (s = cfg_bool(cfg, "scale_embedding", &c->scale_embedding, file, err)) ||
+        (s = cfg_bool(cfg, "share_encoder_decoder_embeddings", &c->shared_embeddings, file, err)) ||
+        (s = cfg_bool(cfg, "tie_word_embeddings", &c->tied_lm_head, file, err)))
+        return s;
+    int64_t V = c->vocab_size - 1;
+    if ((s = cfg_int(cfg, "pad_token_id", 0, V, &c->pad_id, file, err)) ||
+        (s = cfg_int(cfg, "eos_token_id", 0, V, &c->eos_id, file, err)) ||
+        (s = cfg_int(cfg, "unk_token_id", 0, V, &c->unk_id, file, err)) ||
+        (s = cfg_int(cfg, "decoder_start_token_id", 0, V, &c->decoder_start_id, file, err)))
+        return s;
+    if (c->d_model % c->encoder_heads || c->d_model % c->decoder_heads)
+        return at_fail(err, AT_ERR_FORMAT,
+                       "%s: d_model %d is not divisible by the attention head counts (%d, %d)",
+                       file, c->d_model, c->encoder_heads, c->decoder_heads);
+    if (c->d_model % 2)
+        return at_fail(err, AT_ERR_FORMAT, "%s: d_model %d must be even", file, c->d_model);
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_eps");
+    if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble < 1))
+        return at_fail(err, AT_ERR_FORMAT, "%s: config.layer_norm_eps must be a number in (0, 1)",
+                       file);
+    c->layer_norm_eps = (float)eps->valuedouble;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "activation_function");
+    if (!cJSON_IsString(act))
+        return at_fail(err, AT_ERR_FORMAT, "%s: config.activation_function is missing", file);
+    if (!strcmp(act->valuestring, "swish") || !strcmp(act->valuestring, "silu"))
+        m->act = AT_ACT_SWISH;
+    else if (!strcmp(act->valuestring, "relu"))
+        m->act = AT_ACT_RELU;
+    else if (!strcmp(act->valuestring, "gelu"))
+        m->act = AT_ACT_GELU;
+    else
+        return at_fail(err, AT_ERR_FORMAT,
+                       "%s: config.activation_function \"%.32s\" is not one of swish, relu, gelu",
+                       file, act->valuestring);
+    snprintf(c->activation, sizeof c->activation, "%s",
+             m->act == AT_ACT_SWISH ? "swish" : m->act == AT_ACT_RELU ? "relu" : "gelu");
+
+    /* generation defaults */
+    c->num_beams = 4;
+    c->max_length = c->max_positions;
+    c->length_penalty = 1.0f;
+    const cJSON *gen = cJSON_GetObjectItemCaseSensitive(root, "generation");
+    if (gen && !cJSON_IsObject(gen))
+        return at_fail(err, AT_ERR_FORMAT, "%s: \"generation\" must be an object", file);
+    if (gen) {
+        const cJSON *it;
+        if ((it = cJSON_GetObjectItemCaseSensitive(gen, "num_beams")) &&
+            (s = cfg_int(gen, "num_beams", 1, 256, &c->num_beams, file, err)))
+            return s;
+        if ((it = cJSON_GetObjectItemCaseSensitive(gen, "max_length")) &&
+            (s = cfg_int(gen, "max_length", 2, 1 << 20, &c->max_length, file, err)))
+            return s;
+        if ((it = cJSON_GetObjectItemCaseSensitive(gen, "length_penalty"))) {
+            if (!cJSON_IsNumber(it) || !(fabs(it->valuedouble) <= 100))
+                return at_fail(err, AT_ERR_FORMAT, "%s: generation.length_penalty must be a number",
+                               file);
+            c->length_penalty = (float)it->valuedouble;
+        }
+        if ((it = cJSON_GetObjectItemCaseSensitive(gen, "bad_words_ids"))) {
+            if (!cJSON_IsArray(it))
+                return at_fail(err, AT_ERR_FORMAT, "%s: generation.bad_words_ids must be an array",
+                               file);
+            int n = cJSON_GetArraySize(it);
+            if (n > 0) {
+                m->bad_ids = calloc((size_t)n, sizeof *m->bad_ids);
+                if (!m->bad_ids) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+            }
+            const cJSON *x;
+            cJSON_ArrayForEach(x, it) {
+                /* transformers writes [[id], ...]; accept that and plain ids */
+                const cJSON *v = cJSON_IsArray(x) && cJSON_GetArraySize(x) == 1 ? x->child : x;
+                int64_t id;
+                if (!json_int(v, 0, V, &id))
+                    return at_fail(err, AT_ERR_FORMAT,
+                                   "%s: generation.bad_words_ids holds an id outside [0, %lld]",
+                                   file, (long long)V);
+                if (id == c->eos_id)
+                    return at_fail(err, AT_ERR_FORMAT,
+                                   "%s: generation.bad_words_ids must not contain eos", file);
+                m->bad_ids[m->n_bad_ids++] = (int)id;
+            }
+        }
+    }
+    return AT_OK;
+}
+
+/* ---- weights ----------------------------------------------------------------- */
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | man << 13;
+    } else {
+        bits = sign | (exp + 127 - 15) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static int cmp_range(const void *a, const void *b) {
+    const expected *x = *(const expected *const *)a, *y = *(const expected *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static at_status map_weights(at_model *m, const cJSON *root, table *t, const char *dir,
+                             const char *file, at_error *err) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "weights");
+    if (!cJSON_IsObject(w)) return at_fail(err, AT_ERR_FORMAT, "%s: \"weights\" is missing", file);
+    const cJSON *wf = cJSON_GetObjectItemCaseSensitive(w, "file");
+    if (!cJSON_IsString(wf) || !wf->valuestring[0] || strchr(wf->valuestring, '/') ||
+        !strcmp(wf->valuestring, "..") || strlen(wf->valuestring) > 255)
+        return at_fail(err, AT_ERR_FORMAT, "%s: weights.file must be a plain file name", file);
+    int64_t wbytes, align;
+    if (!json_int(cJSON_GetObjectItemCaseSensitive(w, "bytes"), AT_PREAMBLE, INT64_C(1) << 50,
+                  &wbytes))
+        return at_fail(err, AT_ERR_FORMAT, "%s: weights.bytes is missing or invalid", file);
+    if (!json_int(cJSON_GetObjectItemCaseSensitive(w, "alignment"), 1, 1 << 20, &align) ||
+        align != AT_ALIGN)
+        return at_fail(err, AT_ERR_FORMAT, "%s: weights.alignment must be %d", file, AT_ALIGN);
+
+    /* tensor table: everything checked before the file is even opened */
+    const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(root, "tensors");
+    if (!cJSON_IsObject(tensors))
+        return at_fail(err, AT_ERR_FORMAT, "%s: \"tensors\" is missing", file);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, tensors) {
+        const char *name = it->string;
+        expected *x = NULL;
+        for (int i = 0; i < t->n; i++)
+            if (!strcmp(t->e[i].name, name)) {
+                x = &t->e[i];
+                break;
+            }
+        if (!x) return at_fail(err, AT_ERR_FORMAT, "%s: unknown tensor '%.100s'", file, name);
+        if (x->seen) return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' appears twice", file, name);
+        x->seen = 1;
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+        int64_t off, nb;
+        if (!cJSON_IsString(dt))
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' has no dtype", file, name);
+        size_t esize;
+        if (!strcmp(dt->valuestring, "f32"))
+            esize = 4;
+        else if (!strcmp(dt->valuestring, "f16"))
+            esize = 2;
+        else
+            return at_fail(err, AT_ERR_FORMAT,
+                           "%s: tensor '%s' has dtype \"%.16s\" (supported: f32, f16)", file, name,
+                           dt->valuestring);
+        /* shape */
+        char got[96] = "", want[96];
+        int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
+        int ok = nd == x->ndim;
+        uint64_t numel = 1;
+        for (int i = 0; nd > 0 && i < nd && i < 4; i++) {
+            int64_t v;
+            const cJSON *dim = cJSON_GetArrayItem(sh, i);
+            if (!json_int(dim, 0, INT64_C(1) << 40, &v)) {
+                ok = 0;
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s?", i ? "," : "");
+                continue;
+            }
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "",
+                     (long long)v);
+            if (i < x->ndim && v != x->shape[i]) ok = 0;
+            numel *= (uint64_t)v; /* each dim < 2^40 and checked against the config below */
+        }
+        if (x->ndim == 2)
+            snprintf(want, sizeof want, "%lld,%lld", (long long)x->shape[0], (long long)x->shape[1]);
+        else
+            snprintf(want, sizeof want, "%lld", (long long)x->shape[0]);
+        if (!ok)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s]", file,
+                           name, nd < 0 ? "not an array" : got, want);
+        if (!json_int(cJSON_GetObjectItemCaseSensitive(it, "offset"), 0, INT64_C(1) << 52, &off) ||
+            !json_int(cJSON_GetObjectItemCaseSensitive(it, "nbytes"), 0, INT64_C(1) << 52, &nb))
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' needs integer offset and nbytes",
+                           file, name);
+        if ((uint64_t)nb != numel * esize)
+            return at_fail(err, AT_ERR_FORMAT,
+                           "%s: tensor '%s' has nbytes %lld, expected %llu for [%s] %s", file, name,
+                           (long long)nb, (unsigned long long)(numel * esize), want, dt->valuestring);
+        if (off < AT_PREAMBLE || off % AT_ALIGN)
+            return at_fail(err, AT_ERR_FORMAT,
+                           "%s: tensor '%s' offset %lld is not a multiple of %d past the preamble",
+                           file, name, (long long)off, AT_ALIGN);
+        if (nb > wbytes || off > wbytes - nb)
+            return at_fail(err, AT_ERR_FORMAT,
+                           "%s: tensor '%s' bytes [%lld, %lld) lie past the end of the %lld-byte "
+                           "weights file", file, name, (long long)off, (long long)(off + nb),
+                           (long long)wbytes);
+        x->offset = (uint64_t)off;
+        x->nbytes = (uint64_t)nb;
+        x->f16 = esize == 2;
+    }
+    for (int i = 0; i < t->n; i++)
+        if (!t->e[i].seen)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' is missing", file, t->e[i].name);
+    /* no overlaps */
+    expected **order = malloc((size_t)t->n * sizeof *order);
+    if (!order) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < t->n; i++) order[i] = &t->e[i];
+    qsort(order, (size_t)t->n, sizeof *order, cmp_range);
+    for (int i = 1; i < t->n; i++)
+        if (order[i - 1]->offset + order[i - 1]->nbytes > order[i]->offset) {
+            at_status s = at_fail(err, AT_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", file,
+                                  order[i - 1]->name, order[i]->name);
+            free(order);
+            return s;
+        }
+    free(order);
+
+    /* the file */
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, wf->valuestring) >= sizeof path)
+        return at_fail(err, AT_ERR_ARG, "%s: path too long", dir);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return at_fail(err, AT_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return at_fail(err, AT_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((int64_t)st.st_size != wbytes) {
+        close(fd);
+        return at_fail(err, AT_ERR_FORMAT,
+                       "%s: file is %lld bytes, the header says %lld (truncated or wrong file?)",
+                       path, (long long)st.st_size, (long long)wbytes);
+    }
+    void *map = mmap(NULL, (size_t)wbytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return at_fail(err, AT_ERR_IO, "%s: mmap: %s", path, strerror(errno));
+    m->map = map;
+    m->map_len = (size_t)wbytes;
+    const unsigned char *base = map;
+    uint32_t ver;
+    memcpy(&ver, base + 8, 4);
+    if (memcmp(base, AT_MAGIC, sizeof AT_MAGIC) != 0)
+        return at_fail(err, AT_ERR_FORMAT, "%s: bad magic (not an attn-translate weights file)",
+                       path);
+    if (ver != 1)
+        return at_fail(err, AT_ERR_FORMAT, "%s: weights version %u, expected 1", path, ver);
+
+    /* form pointers; widen f16; check every value is finite */
+    m->owned = calloc((size_t)t->n, sizeof *m->owned);
+    if (!m->owned) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < t->n; i++) {
+        expected *x = &t->e[i];
+        size_t numel;
+        const float *p;
+        if (x->f16) {
+            numel = x->nbytes / 2;
+            float *buf = malloc(numel * sizeof *buf + 1);
+            if (!buf) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", x->name);
+            m->owned[m->n_owned++] = buf;
+            const unsigned char *src = base + x->offset;
+            for (size_t k = 0; k < numel; k++) {
+                uint16_t h;
+                memcpy(&h, src + 2 * k, 2);
+                buf[k] = half_to_float(h);
+            }
+            p = buf;
+        } else {
+            numel = x->nbytes / 4;
+            p = (const float *)(const void *)(base + x->offset);
+        }
+        for (size_t k = 0; k < numel; k++)
+            if (!isfinite(p[k]))
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at "
+                               "element %zu", path, x->name, k);
+        *x->slot = p;
+    }
+    if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
+    if (m->cfg.tied_lm_head) m->lm_head = m->dec_embed;
+    return AT_OK;
+}
+
+static at_status make_positions(at_model *m, at_error *err) {
+    int d = m->cfg.d_model, half = d / 2, n = m->cfg.max_positions;
+    m->positions = malloc((size_t)n * (size_t)d * sizeof *m->positions);
+    if (!m->positions) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    for (int p = 0; p < n; p++)
+        for (int j = 0; j < half; j++) {
+            double angle = p / pow(10000.0, 2.0 * j / d);
+            m->positions[(size_t)p * d + j] = (float)sin(angle);
+            m->positions[(size_t)p * d + half + j] = (float)cos(angle);
+        }
+    return AT_OK;
+}
+
+/* ---- public ------------------------------------------------------------------ */
+
+at_status at_model_load(const char *dir, at_model **out, at_error *err) {
+    if (!dir || !out) return at_fail(err, AT_ERR_ARG, "at_model_load: NULL argument");
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/model.json", dir) >= sizeof path)
+        return at_fail(err, AT_ERR_ARG, "%s: path too long", dir);
+    struct stat st;
+    if (stat(dir, &st) != 0) return at_fail(err, AT_ERR_IO, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return at_fail(err, AT_ERR_IO, "%s: not a directory (a model is a directory)", dir);
+
+    at_model *m = calloc(1, sizeof *m);
+    char *text = NULL;
+    size_t len;
+    cJSON *root = NULL;
+    table t = {0};
+    at_status s = m ? AT_OK : at_fail(err, AT_ERR_NOMEM, "out of memory");
+    if (!s) s = at_read_file(path, AT_HEADER_MAX, &text, &len, err);
+    if (!s && strlen(text) != len) s = at_fail(err, AT_ERR_FORMAT, "%s: contains a NUL byte", path);
+    if (!s) {
+        const char *where = NULL;
+        root = cJSON_ParseWithOpts(text, &where, 1);
+        if (!root)
+            s = at_fail(err, AT_ERR_FORMAT, "%s: invalid JSON near byte %zu", path,
+                        where ? (size_t)(where - text) : 0);
+    }
+    if (!s && !cJSON_IsObject(root)) s = at_fail(err, AT_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!s) s = parse_config(m, root, path, err);
+    if (!s) {
+        m->enc = calloc((size_t)m->cfg.encoder_layers, sizeof *m->enc);
+        m->dec = calloc((size_t)m->cfg.decoder_layers, sizeof *m->dec);
+        if (!m->enc || !m->dec) s = at_fail(err, AT_ERR_NOMEM, "out of memory");
+    }
+    if (!s) s = build_table(m, &t, err);
+    if (!s) s = map_weights(m, root, &t, dir, path, err);
+    if (!s) s = make_positions(m, err);
+    if (!s) {
+        char vpath[4096];
+        snprintf(vpath, sizeof vpath, "%s/vocab.json", dir);
+        s = at_vocab_load(vpath, m->cfg.vocab_size, &m->vocab, err);
+    }
+    if (!s) {
+        int pad, eos, unk;
+        at_vocab_special(m->vocab, &pad, &eos, &unk);
+        if (pad != m->cfg.pad_id || eos != m->cfg.eos_id || unk != m->cfg.unk_id)
+            s = at_fail(err, AT_ERR_FORMAT,
+                        "%s/vocab.json: special ids pad=%d eos=%d unk=%d disagree with model.json "
+                        "(pad=%d eos=%d unk=%d)", dir, pad, eos, unk, m->cfg.pad_id,
+                        m->cfg.eos_id, m->cfg.unk_id);
+    }
+    free(t.e);
+    cJSON_Delete(root);
+    free(text);
+    if (s) {
+        at_model_free(m);
+        return s;
+    }
+    *out = m;
+    return AT_OK;
+}
+
+void at_model_free(at_model *m) {
+    if (!m) return;
+    if (m->map) munmap(m->map, m->map_len);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->positions);
+    free(m->enc);
+    free(m->dec);
+    free(m->bad_ids);
+    at_vocab_free(m->vocab);
+    free(m);
+}
+
+const at_config *at_model_config(const at_model *m) { return m ? &m->cfg : NULL; }

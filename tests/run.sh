@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test program and script; each ends with "NAME: N passed, N failed".
+# Prints the sum as the last line. Usage: tests/run.sh [--no-python]
+# Environment: BUILD (default build), PYTHON (default /usr/bin/python3).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+no_python=0
+[ "${1:-}" = "--no-python" ] && no_python=1
+
+total_pass=0 total_fail=0
+run() {   # run NAME COMMAND...
+    local name=$1; shift
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    printf '%s\n' "$out" | grep -E '^(FAIL|ERROR|==[0-9]+==|.*runtime error)' | head -40
+    local line
+    line=$(printf '%s\n' "$out" | grep -E '^[A-Za-z0-9_-]+: [0-9]+ passed, [0-9]+ failed' | tail -1)
+    if [ -z "$line" ]; then
+        printf '%s\n' "$out" | tail -20
+        echo "$name: 0 passed, 1 failed (no result line, exit $rc)"
+        total_fail=$((total_fail + 1))
+        return
+    fi
+    local p f
+    p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
+    f=$(sed -E 's/.*passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    echo "$line"
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+}
+
+run test_tokenizer "$BUILD/tests/test_tokenizer"
+run test_model "$BUILD/tests/test_model"
+run test_forward "$BUILD/tests/test_forward"
+run test_cli tests/test_cli.sh "$BUILD/attn-translate"
+if [ -d ../shared/data/dev ] && command -v spm_encode >/dev/null; then
+    TOKCHECK="$BUILD/tests/tokcheck" PYTHON="$PYTHON" run tokenizer_dev_check tests/tokenizer_dev_check.sh
+else
+    echo "tokenizer_dev_check: not run (needs ../shared and spm_encode)"
+fi
+if [ "$no_python" = 0 ]; then
+    run test_reference "$PYTHON" tests/test_reference.py
+fi
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

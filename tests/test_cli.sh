@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# test_cli.sh — the attn-translate command end to end on the tiny fixture model:
+# line count preserved whatever the input, exit codes, errors on stderr.
+# Usage: tests/test_cli.sh [path/to/attn-translate]
+set -u
+cd "$(dirname "$0")/.."
+BIN=${1:-./attn-translate}
+MODEL=tests/fixtures/tiny/A
+PY=${PYTHON:-/usr/bin/python3}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok()   { pass=$((pass + 1)); }
+bad()  { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$2"; then ok; else bad "$1"; fi; }
+lines() { wc -l < "$1" | tr -d ' '; }
+tr_() { "$BIN" -m "$MODEL" "$@"; }
+
+# usage and help
+"$BIN" --help > "$tmp/help"; check "--help exits 0" '[ $? -eq 0 ]'
+check "--help mentions --beam" 'grep -q -- "--beam" "$tmp/help"'
+"$BIN" --version > "$tmp/v"; check "--version" 'grep -q "^attn-translate " "$tmp/v"'
+"$BIN" --no-such-option 2> "$tmp/e" < /dev/null; check "unknown option exit 2" '[ $? -eq 2 ]'
+tr_ --beam 0 2> "$tmp/e" < /dev/null; check "--beam 0 exit 2" '[ $? -eq 2 ]'
+tr_ --max-length x 2> "$tmp/e" < /dev/null; check "--max-length x exit 2" '[ $? -eq 2 ]'
+
+# missing / broken model: exit 1, message names the path
+"$BIN" -m "$tmp/nope" < /dev/null 2> "$tmp/e"; check "missing model exit 1" '[ $? -eq 1 ]'
+check "missing model message" 'grep -q "$tmp/nope" "$tmp/e"'
+mkdir "$tmp/broken"; cp "$MODEL"/* "$tmp/broken/"; head -c 1000 "$MODEL/model.bin" > "$tmp/broken/model.bin"
+echo hi | "$BIN" -m "$tmp/broken" > "$tmp/o" 2> "$tmp/e"; check "truncated model exit 1" '[ $? -eq 1 ]'
+check "truncated model message" 'grep -q "truncated" "$tmp/e"'
+
+# empty input, empty lines, no final newline, CRLF
+printf '' | tr_ > "$tmp/o"; check "empty input → empty output" '[ ! -s "$tmp/o" ]'
+printf '\n' | tr_ > "$tmp/o"; check "empty line → empty line" '[ "$(cat "$tmp/o")" = "" ] && [ $(lines "$tmp/o") -eq 1 ]'
+printf 'Hello.\n\n   \nGood night.' | tr_ > "$tmp/o"; rc=$?
+check "4 lines in, 4 out (no final newline)" '[ $rc -eq 0 ] && [ $(lines "$tmp/o") -eq 4 ]'
+check "empty and blank lines stay empty" '[ "$(sed -n 2p "$tmp/o")" = "" ] && [ "$(sed -n 3p "$tmp/o")" = "" ]'
+printf 'Hello.\r\nGood night.\r\n' | tr_ > "$tmp/crlf"; printf 'Hello.\nGood night.\n' | tr_ > "$tmp/lf"
+check "CRLF input translates like LF" 'cmp -s "$tmp/crlf" "$tmp/lf"'
+
+# invalid UTF-8: copied through by default, exit 3, line number on stderr
+printf 'Hello.\n\xff\xfe bad\nGood night.\n' | tr_ > "$tmp/o" 2> "$tmp/e"; rc=$?
+check "invalid UTF-8 exit 3" '[ $rc -eq 3 ]'
+check "invalid UTF-8 line count" '[ $(lines "$tmp/o") -eq 3 ]'
+check "invalid UTF-8 copied through" '[ "$(sed -n 2p "$tmp/o")" = "$(printf "\xff\xfe bad")" ]'
+check "invalid UTF-8 reported with line number" 'grep -q "line 2" "$tmp/e"'
+printf 'Hello.\n\xff\nGood night.\n' | tr_ --on-error skip > "$tmp/o" 2>/dev/null
+check "--on-error skip prints empty line" '[ $(lines "$tmp/o") -eq 3 ] && [ "$(sed -n 2p "$tmp/o")" = "" ]'
+printf 'Hello.\n\xff\nGood night.\n' | tr_ --on-error fail > "$tmp/o" 2>/dev/null; rc=$?
+check "--on-error fail exit 1" '[ $rc -eq 1 ]'
+printf 'Hello.\n\xff\n' | tr_ -q > "$tmp/o" 2> "$tmp/e"
+check "--quiet silences warnings" '[ ! -s "$tmp/e" ]'
+
+# long lines and junk never lose a line
+"$PY" -c 'print("word " * 2000)' > "$tmp/long"
+tr_ < "$tmp/long" > "$tmp/o" 2> "$tmp/e"; rc=$?
+check "10,000-char line: one line out" '[ $(lines "$tmp/o") -eq 1 ]'
+check "10,000-char line: too long reported" '[ $rc -eq 3 ] && grep -q "too\|limit" "$tmp/e"'
+head -c 4000 /dev/urandom > "$tmp/junk"; n=$(( $(lines "$tmp/junk") + $( [ -n "$(tail -c 1 "$tmp/junk")" ] && echo 1 || echo 0) ))
+tr_ -q < "$tmp/junk" > "$tmp/o"; rc=$?
+check "binary junk: no crash" '[ $rc -eq 0 ] || [ $rc -eq 3 ]'
+check "binary junk: line count" '[ $(lines "$tmp/o") -eq $n ]'
+
+# n-best in Marian format
+printf 'Hello.\nGood night.\n' | tr_ --beam 4 --n-best 3 > "$tmp/o"
+check "n-best: 3 per line" '[ $(lines "$tmp/o") -eq 6 ]'
+check "n-best format" '[ $(grep -cE "^[01] \|\|\| .* \|\|\| -?[0-9.]+$" "$tmp/o") -eq 6 ]'
+tr_ --beam 2 --n-best 3 < /dev/null 2> /dev/null; check "n-best > beam exit 2" '[ $? -eq 2 ]'
+
+# greedy and beam output equal the reference's, line for line
+if [ -f "$MODEL/translations.json" ]; then
+    "$PY" - "$MODEL/translations.json" "$tmp" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+lines = d["lines"] if isinstance(d, dict) else d
+with open(sys.argv[2] + "/in", "w") as f:
+    f.write("".join(l["src"] + "\n" for l in lines))
+for key in ("greedy", "beam4"):
+    with open(sys.argv[2] + "/" + key, "w") as f:
+        f.write("".join(l[key]["hyps"][0]["text"] + "\n" for l in lines))
+PYEOF
+    tr_ --beam 1 < "$tmp/in" > "$tmp/o1"; tr_ --beam 4 < "$tmp/in" > "$tmp/o4"
+    check "greedy output equals the reference" 'cmp -s "$tmp/o1" "$tmp/greedy" || { diff "$tmp/o1" "$tmp/greedy" | head >&2; false; }'
+    check "beam-4 output equals the reference" 'cmp -s "$tmp/o4" "$tmp/beam4" || { diff "$tmp/o4" "$tmp/beam4" | head >&2; false; }'
+else
+    bad "no translations.json fixture"
+fi
+
+echo "test_cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

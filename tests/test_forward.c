@@ -1,0 +1,236 @@
+/* test_forward.c — the engine against the PyTorch reference's golden fixtures
+ * (tests/fixtures/tiny/{A,B,C}, made by scripts/make_fixtures.py in float64):
+ *   - every encoder and decoder layer's output and the logits, max abs error <= 1e-4;
+ *   - greedy, beam-4 and beam-3 (length penalty 0.6) token ids identical, texts
+ *     identical, scores within 1e-4;
+ *   - cross-attention rows sum to 1 and follow the returned hypothesis. */
+#include "attn_translate.h"
+#include "check.h"
+#include "model.h"
+#include "session.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-4
+
+static cJSON *load_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    return j;
+}
+
+static int json_ids(const cJSON *arr, int32_t *out, int cap) {
+    int n = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr) if (n < cap) out[n++] = (int32_t)x->valueint;
+    return n;
+}
+
+/* max |a - b| over a (rows, cols) block against a JSON [rows][cols] (or [cols] if row >= 0) */
+static double max_err_rows(const float *a, int rows, int cols, const cJSON *ref) {
+    double e = 0;
+    for (int i = 0; i < rows; i++) {
+        const cJSON *r = cJSON_GetArrayItem(ref, i);
+        if (cJSON_GetArraySize(r) != cols) return INFINITY;
+        int j = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, r) {
+            double d = fabs((double)a[(size_t)i * cols + j] - x->valuedouble);
+            if (!(d <= e)) e = d; /* NaN propagates as failure */
+            j++;
+        }
+    }
+    return e;
+}
+
+/* ---- activations ---------------------------------------------------------------- */
+
+typedef struct trace_ctx {
+    const cJSON *line;
+    int step;          /* decoder position, -1 while encoding */
+    const char *model;
+    int line_no;
+} trace_ctx;
+
+static void on_trace(void *vctx, const char *what, int layer, const float *x, int rows, int cols) {
+    trace_ctx *c = vctx;
+    const cJSON *ref = NULL;
+    if (!strcmp(what, "encoder_embed"))
+        ref = cJSON_GetObjectItem(c->line, "encoder_embed");
+    else if (!strcmp(what, "encoder_layer"))
+        ref = cJSON_GetArrayItem(cJSON_GetObjectItem(c->line, "encoder_layers"), layer);
+    if (ref) {
+        double e = max_err_rows(x, rows, cols, ref);
+        CHECK(e <= TOL, "%s line %d %s %d: max abs error %g", c->model, c->line_no, what, layer, e);
+        return;
+    }
+    if (!strcmp(what, "decoder_embed"))
+        ref = cJSON_GetObjectItem(c->line, "decoder_embed");
+    else if (!strcmp(what, "decoder_layer"))
+        ref = cJSON_GetArrayItem(cJSON_GetObjectItem(c->line, "decoder_layers"), layer);
+    if (ref) {
+        const cJSON *row = cJSON_GetArrayItem(ref, c->step);
+        cJSON *wrap = cJSON_CreateArray();
+        cJSON_AddItemReferenceToArray(wrap, (cJSON *)row);
+        double e = max_err_rows(x, 1, cols, wrap);
+        cJSON_Delete(wrap);
+        CHECK(e <= TOL, "%s line %d %s %d step %d: max abs error %g", c->model, c->line_no, what,
+              layer, c->step, e);
+    }
+}
+
+static void check_activations(at_model *m, const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/activations.json", dir);
+    cJSON *root = load_json(path);
+    CHECK(root != NULL, "cannot read %s", path);
+    if (!root) return;
+    at_session *s = NULL;
+    at_error err;
+    at_session_new(m, &s, &err);
+    int V = m->cfg.vocab_size, li = 0;
+    const cJSON *line;
+    cJSON_ArrayForEach(line, cJSON_GetObjectItem(root, "lines")) {
+        int32_t src[1024], dec[1024];
+        int S = json_ids(cJSON_GetObjectItem(line, "src_ids"), src, 1024);
+        int T = json_ids(cJSON_GetObjectItem(line, "decoder_ids"), dec, 1024);
+        trace_ctx ctx = {line, -1, name, li++};
+        CHECK(session_reserve(s, S, T + 1, 1, &err) == AT_OK, "reserve");
+        s->trace = on_trace, s->trace_ctx = &ctx;
+        s->attn_layer = -1;
+        tf_encode(s, src, S);
+        const cJSON *logits = cJSON_GetObjectItem(line, "logits");
+        for (int t = 0; t < T; t++) {
+            ctx.step = t;
+            s->step_tokens[0] = dec[t];
+            s->hist[t] = 0;
+            tf_decode_step(s, 1, t, S);
+            cJSON *wrap = cJSON_CreateArray();
+            cJSON_AddItemReferenceToArray(wrap, cJSON_GetArrayItem(logits, t));
+            double e = max_err_rows(s->logits, 1, V, wrap);
+            cJSON_Delete(wrap);
+            CHECK(e <= TOL, "%s line %d logits step %d: max abs error %g", name, ctx.line_no, t, e);
+        }
+        s->trace = NULL;
+    }
+    at_session_free(s);
+    cJSON_Delete(root);
+}
+
+/* ---- translations ------------------------------------------------------------------ */
+
+static void check_attention(const at_result *r, const char *name, int li, const char *key) {
+    for (int h = 0; h < r->n_hyps; h++) {
+        const at_hypothesis *hy = &r->hyps[h];
+        int rows = hy->attn_rows, S = r->n_src;
+        int expect_rows = hy->n_ids + (hy->n_ids < rows ? 1 : 0);
+        CHECK(hy->attention && rows >= hy->n_ids && rows <= hy->n_ids + 1 && rows == expect_rows,
+              "%s line %d %s: attention rows %d for %d ids", name, li, key, rows, hy->n_ids);
+        double worst = 0;
+        for (int k = 0; hy->attention && k < r->attn_heads * rows; k++) {
+            double sum = 0;
+            for (int i = 0; i < S; i++) sum += hy->attention[(size_t)k * S + i];
+            if (fabs(sum - 1) > worst) worst = fabs(sum - 1);
+        }
+        CHECK(worst <= 1e-5, "%s line %d %s: attention row sums off by %g", name, li, key, worst);
+    }
+}
+
+static void check_translations(at_model *m, const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/translations.json", dir);
+    cJSON *root = load_json(path);
+    CHECK(root != NULL, "cannot read %s", path);
+    if (!root) return;
+    at_session *s = NULL;
+    at_error err = {0};
+    at_session_new(m, &s, &err);
+    const cJSON *settings = cJSON_GetObjectItem(root, "settings"), *set;
+    cJSON_ArrayForEach(set, settings) {
+        at_options o = at_default_options(m);
+        o.beam_size = cJSON_GetObjectItem(set, "beam")->valueint;
+        o.n_best = cJSON_GetObjectItem(set, "n_best")->valueint;
+        o.length_penalty = (float)cJSON_GetObjectItem(set, "length_penalty")->valuedouble;
+        o.max_length_factor = (float)cJSON_GetObjectItem(set, "max_length_factor")->valuedouble;
+        o.max_length_extra = cJSON_GetObjectItem(set, "max_length_extra")->valueint;
+        o.attention_layer = m->cfg.decoder_layers - 1;
+        int li = 0;
+        const cJSON *line;
+        cJSON_ArrayForEach(line, cJSON_GetObjectItem(root, "lines")) {
+            const char *src = cJSON_GetObjectItem(line, "src")->valuestring;
+            at_result r;
+            at_status st = at_translate(s, src, strlen(src), &o, &r, &err);
+            CHECK(st == AT_OK, "%s line %d %s: %s", name, li, set->string, err.message);
+            if (st) {
+                li++;
+                continue;
+            }
+            int32_t want_src[2048];
+            int ns = json_ids(cJSON_GetObjectItem(line, "src_ids"), want_src, 2048);
+            CHECK(ns == r.n_src && !memcmp(want_src, r.src_ids, (size_t)ns * sizeof *want_src),
+                  "%s line %d: source ids differ (%d vs %d ids)", name, li, r.n_src, ns);
+            const cJSON *hyps = cJSON_GetObjectItem(cJSON_GetObjectItem(line, set->string), "hyps");
+            CHECK(cJSON_GetArraySize(hyps) == r.n_hyps, "%s line %d %s: %d hyps, reference %d",
+                  name, li, set->string, r.n_hyps, cJSON_GetArraySize(hyps));
+            int h = 0;
+            const cJSON *hy;
+            cJSON_ArrayForEach(hy, hyps) {
+                if (h >= r.n_hyps) break;
+                int32_t ids[2048];
+                int n = json_ids(cJSON_GetObjectItem(hy, "ids"), ids, 2048);
+                const at_hypothesis *g = &r.hyps[h];
+                CHECK(n == g->n_ids && !memcmp(ids, g->ids, (size_t)n * sizeof *ids),
+                      "%s line %d %s hyp %d: ids differ (%d vs %d ids)", name, li, set->string, h,
+                      g->n_ids, n);
+                const char *text = cJSON_GetObjectItem(hy, "text")->valuestring;
+                CHECK(!strcmp(text, g->text), "%s line %d %s hyp %d: text \"%s\" vs \"%s\"", name,
+                      li, set->string, h, g->text, text);
+                double sc = cJSON_GetObjectItem(hy, "score")->valuedouble;
+                double lp = cJSON_GetObjectItem(hy, "logprob")->valuedouble;
+                CHECK(fabs(sc - g->score) <= TOL, "%s line %d %s hyp %d: score %g vs %g", name, li,
+                      set->string, h, g->score, sc);
+                CHECK(fabs(lp - g->logprob) <= 1e-3, "%s line %d %s hyp %d: logprob %g vs %g",
+                      name, li, set->string, h, g->logprob, lp);
+                h++;
+            }
+            if (r.n_src > 1) check_attention(&r, name, li, set->string);
+            li++;
+        }
+    }
+    at_session_free(s);
+    cJSON_Delete(root);
+}
+
+int main(int argc, char **argv) {
+    const char *dirs[] = {"tests/fixtures/tiny/A", "tests/fixtures/tiny/B", "tests/fixtures/tiny/C"};
+    int n = argc > 1 ? argc - 1 : 3;
+    for (int i = 0; i < n; i++) {
+        const char *dir = argc > 1 ? argv[i + 1] : dirs[i];
+        at_model *m = NULL;
+        at_error err = {0};
+        at_status st = at_model_load(dir, &m, &err);
+        CHECK(st == AT_OK, "load %s: %s", dir, err.message);
+        if (st) continue;
+        const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+        check_activations(m, dir, name);
+        check_translations(m, dir, name);
+        at_model_free(m);
+    }
+    return check_report("test_forward");
+}

@@ -1,0 +1,301 @@
+/* test_model.c — the loader accepts the tiny fixture models and rejects every
+ * kind of corruption with a specific message, never crashing. */
+#define _GNU_SOURCE
+#include "attn_translate.h"
+#include "check.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *SRC = "tests/fixtures/tiny/A";
+static char tmpdir[256];
+
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    int ok = in && out;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out) ok = fclose(out) == 0 && ok;
+    return ok;
+}
+
+/* Fresh copy of the fixture model in tmpdir. */
+static void reset(void) {
+    const char *files[] = {"model.json", "model.bin", "vocab.json"};
+    char a[512], b[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", SRC, files[i]);
+        snprintf(b, sizeof b, "%s/%s", tmpdir, files[i]);
+        if (!copy_file(a, b)) {
+            fprintf(stderr, "cannot copy %s\n", a);
+            exit(1);
+        }
+    }
+}
+
+static cJSON *read_json(const char *name) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) exit(1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) exit(1);
+    buf[n] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    if (!j) exit(1);
+    return j;
+}
+
+static void write_text(const char *name, const char *text) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "wb");
+    if (!f) exit(1);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_json(const char *name, cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    write_text(name, s);
+    free(s);
+    cJSON_Delete(j);
+}
+
+static cJSON *tensor(cJSON *root, const char *name) {
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "tensors"), name);
+}
+
+static void patch_bin(long offset, const void *bytes, size_t n) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/model.bin", tmpdir);
+    FILE *f = fopen(p, "r+b");
+    if (!f) exit(1);
+    fseek(f, offset, SEEK_SET);
+    fwrite(bytes, 1, n, f);
+    fclose(f);
+}
+
+/* Loads tmpdir and checks the status and that the message contains `want`. */
+static void expect(const char *what, at_status code, const char *want) {
+    at_model *m = NULL;
+    at_error err = {0};
+    at_status st = at_model_load(tmpdir, &m, &err);
+    CHECK(st == code, "%s: status %d (%s), expected %d; message: %s", what, st, at_status_str(st),
+          code, err.message);
+    if (st != AT_OK) {
+        CHECK(m == NULL, "%s: model pointer set on failure", what);
+        CHECK(strstr(err.message, want) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
+              err.message, want);
+    }
+    at_model_free(m);
+    reset();
+}
+
+static void set_num(cJSON *obj, const char *key, double v) {
+    cJSON_ReplaceItemInObjectCaseSensitive(obj, key, cJSON_CreateNumber(v));
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/at-test-model-XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    reset();
+    cJSON *j;
+
+    expect("valid model", AT_OK, "");
+
+    /* the directory itself */
+    {
+        at_model *m = NULL;
+        at_error err = {0};
+        CHECK(at_model_load("/nonexistent/model", &m, &err) == AT_ERR_IO && m == NULL,
+              "missing dir: %s", err.message);
+        CHECK(strstr(err.message, "/nonexistent/model") != NULL, "missing dir names it: %s",
+              err.message);
+        CHECK(at_model_load("tests/check.h", &m, &err) == AT_ERR_IO, "file as dir: %s", err.message);
+        CHECK(at_model_load(NULL, &m, &err) == AT_ERR_ARG, "NULL dir");
+    }
+
+    /* model.bin */
+    {
+        char p[512];
+        snprintf(p, sizeof p, "%s/model.bin", tmpdir);
+        struct stat st;
+        stat(p, &st);
+        if (truncate(p, st.st_size - 100) != 0) return 1;
+        expect("truncated weights", AT_ERR_FORMAT, "truncated");
+        if (truncate(p, 0) != 0) return 1;
+        expect("empty weights", AT_ERR_FORMAT, "truncated");
+        patch_bin(0, "XXXX", 4);
+        expect("bad magic", AT_ERR_FORMAT, "bad magic");
+        uint32_t v2 = 2;
+        patch_bin(8, &v2, 4);
+        expect("weights version", AT_ERR_FORMAT, "weights version 2");
+        snprintf(p, sizeof p, "%s/model.bin", tmpdir);
+        unlink(p);
+        expect("missing weights", AT_ERR_IO, "model.bin");
+        /* a NaN inside the first tensor's data */
+        j = read_json("model.json");
+        double off = cJSON_GetObjectItem(tensor(j, "final_logits_bias"), "offset")->valuedouble;
+        cJSON_Delete(j);
+        float nan = 0.0f / 0.0f;
+        patch_bin((long)off + 8, &nan, 4);
+        expect("NaN weight", AT_ERR_FORMAT, "non-finite");
+    }
+
+    /* model.json */
+    write_text("model.json", "{\"format\": \"attn-translate\", \"version\": 1,");
+    expect("bad JSON", AT_ERR_FORMAT, "invalid JSON");
+    write_text("model.json", "[1, 2, 3]");
+    expect("not an object", AT_ERR_FORMAT, "not a JSON object");
+    write_text("model.json", "");
+    expect("empty header", AT_ERR_FORMAT, "invalid JSON");
+
+    j = read_json("model.json");
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "format", cJSON_CreateString("gguf"));
+    write_json("model.json", j);
+    expect("wrong format", AT_ERR_FORMAT, "not an attn-translate model header");
+
+    j = read_json("model.json");
+    set_num(j, "version", 2);
+    write_json("model.json", j);
+    expect("future version", AT_ERR_FORMAT, "version 2 is not supported");
+
+    j = read_json("model.json");
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "architecture", cJSON_CreateString("llama"));
+    write_json("model.json", j);
+    expect("architecture", AT_ERR_FORMAT, "architecture");
+
+    j = read_json("model.json");
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(j, "config"), "d_model");
+    write_json("model.json", j);
+    expect("missing config field", AT_ERR_FORMAT, "config.d_model is missing");
+
+    j = read_json("model.json");
+    set_num(cJSON_GetObjectItem(j, "config"), "encoder_attention_heads", 7);
+    write_json("model.json", j);
+    expect("heads do not divide", AT_ERR_FORMAT, "not divisible");
+
+    j = read_json("model.json");
+    set_num(cJSON_GetObjectItem(j, "config"), "eos_token_id", 1e9);
+    write_json("model.json", j);
+    expect("eos out of range", AT_ERR_FORMAT, "config.eos_token_id");
+
+    j = read_json("model.json");
+    set_num(cJSON_GetObjectItem(j, "config"), "d_model", 2.5);
+    write_json("model.json", j);
+    expect("fractional", AT_ERR_FORMAT, "config.d_model must be an integer");
+
+    j = read_json("model.json");
+    cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItem(j, "config"), "activation_function",
+                                           cJSON_CreateString("tanh"));
+    write_json("model.json", j);
+    expect("activation", AT_ERR_FORMAT, "activation_function");
+
+    j = read_json("model.json");
+    cJSON *fc1 = tensor(j, "decoder.layers.0.fc1.weight");
+    cJSON *shape = cJSON_GetObjectItem(fc1, "shape");
+    int rows = cJSON_GetArrayItem(shape, 0)->valueint, cols = cJSON_GetArrayItem(shape, 1)->valueint;
+    cJSON_ReplaceItemInArray(shape, 0, cJSON_CreateNumber(rows + 1));
+    write_json("model.json", j);
+    {
+        char want[128];
+        snprintf(want, sizeof want,
+                 "tensor 'decoder.layers.0.fc1.weight' has shape [%d,%d], expected [%d,%d]",
+                 rows + 1, cols, rows, cols);
+        expect("wrong shape", AT_ERR_FORMAT, want);
+    }
+
+    j = read_json("model.json");
+    cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "decoder.layers.0.fc1.weight"), "shape",
+                                           cJSON_CreateString("big"));
+    write_json("model.json", j);
+    expect("shape not an array", AT_ERR_FORMAT, "not an array");
+
+    j = read_json("model.json");
+    cJSON *w = cJSON_GetObjectItem(j, "weights");
+    set_num(tensor(j, "final_logits_bias"), "offset",
+            cJSON_GetObjectItem(w, "bytes")->valuedouble);
+    write_json("model.json", j);
+    expect("offset past the end", AT_ERR_FORMAT, "past the end");
+
+    j = read_json("model.json");
+    set_num(tensor(j, "final_logits_bias"), "offset", 1e18);
+    write_json("model.json", j);
+    expect("huge offset", AT_ERR_FORMAT, "final_logits_bias");
+
+    j = read_json("model.json");
+    cJSON *fb = tensor(j, "final_logits_bias");
+    set_num(fb, "offset", cJSON_GetObjectItem(fb, "offset")->valuedouble + 4);
+    write_json("model.json", j);
+    expect("misaligned", AT_ERR_FORMAT, "multiple of 64");
+
+    j = read_json("model.json");
+    cJSON *a = tensor(j, "encoder.layers.0.fc1.bias"), *b = tensor(j, "encoder.layers.0.fc2.bias");
+    set_num(b, "offset", cJSON_GetObjectItem(a, "offset")->valuedouble);
+    write_json("model.json", j);
+    expect("overlap", AT_ERR_FORMAT, "overlap");
+
+    j = read_json("model.json");
+    fb = tensor(j, "final_logits_bias");
+    set_num(fb, "nbytes", cJSON_GetObjectItem(fb, "nbytes")->valuedouble - 4);
+    write_json("model.json", j);
+    expect("nbytes", AT_ERR_FORMAT, "has nbytes");
+
+    j = read_json("model.json");
+    cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "final_logits_bias"), "dtype",
+                                           cJSON_CreateString("q4"));
+    write_json("model.json", j);
+    expect("dtype", AT_ERR_FORMAT, "dtype \"q4\"");
+
+    j = read_json("model.json");
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(j, "tensors"),
+                                            "encoder.layers.1.final_layer_norm.bias");
+    write_json("model.json", j);
+    expect("missing tensor", AT_ERR_FORMAT,
+           "tensor 'encoder.layers.1.final_layer_norm.bias' is missing");
+
+    j = read_json("model.json");
+    cJSON_AddItemToObject(cJSON_GetObjectItem(j, "tensors"), "encoder.layers.9.fc1.weight",
+                          cJSON_Duplicate(tensor(j, "final_logits_bias"), 1));
+    write_json("model.json", j);
+    expect("unknown tensor", AT_ERR_FORMAT, "unknown tensor 'encoder.layers.9.fc1.weight'");
+
+    j = read_json("model.json");
+    cJSON_AddItemToObject(cJSON_GetObjectItem(j, "tensors"), "final_logits_bias",
+                          cJSON_Duplicate(tensor(j, "final_logits_bias"), 1));
+    write_json("model.json", j);
+    expect("duplicate tensor", AT_ERR_FORMAT, "appears twice");
+
+    j = read_json("model.json");
+    cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItem(j, "weights"), "file",
+                                           cJSON_CreateString("../../etc/passwd"));
+    write_json("model.json", j);
+    expect("weights path", AT_ERR_FORMAT, "plain file name");
+
+    j = read_json("model.json");
+    set_num(cJSON_GetObjectItem(j, "config"), "vocab_size",
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "vocab_size")->valuedouble + 1);
+    write_json("model.json", j);
+    expect("vocab size vs shapes", AT_ERR_FORMAT, "shape");
+
+    /* vocab.json */
+    write_text("vocab.json", "{\"format\": \"attn-translate-vocab\", ");
+    expect("vocab bad JSON", AT_ERR_FORMAT, "vocab.json");
+    j = read_json("vocab.json");
+    cJSON_DeleteItemFromArray(cJSON_GetObjectItem(j, "tokens"), 3);
+    write_json("vocab.json", j);
+    expect("vocab size", AT_ERR_FORMAT, "vocab.json");
+
+    return check_report("test_model");
+}
