@@ -152,11 +152,17 @@ int main(int argc, char **argv) {
 
     openblas_set_num_threads(threads);
     char buf[PATH_MAX + 64];
+    int searched = !model_dir;
     if (!model_dir) model_dir = default_model(buf, sizeof buf);
     at_error err = {0};
     at_model *model = NULL;
-    if (at_model_load(model_dir, &model, &err) != AT_OK) {
+    at_status st = at_model_load(model_dir, &model, &err);
+    if (st != AT_OK) {
         fprintf(stderr, "attn-translate: cannot load model: %s\n", err.message);
+        if (searched && st == AT_ERR_IO)
+            fprintf(stderr, "attn-translate: no default model was found (looked for models/%s beside "
+                            "the binary, then %s/%s); give one with -m DIR or $ATTN_TRANSLATE_MODEL\n",
+                    DEFAULT_MODEL, AT_DATADIR, DEFAULT_MODEL);
         return 1;
     }
     at_options opts = at_default_options(model);
@@ -189,7 +195,7 @@ int main(int argc, char **argv) {
         if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
         if (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
         at_result res;
-        at_status st = at_translate(session, line, (size_t)len, &opts, &res, &err);
+        st = at_translate(session, line, (size_t)len, &opts, &res, &err);
         if (st != AT_OK) {
             failed++;
             if (!quiet || on_error == ON_ERROR_FAIL)

@@ -11,7 +11,8 @@
 # passing only at 100% — with the model's precompiled charsmap (what spm_vocab.py
 # writes) and with the built-in utf8proc normalization rules (--builtin-norm) alike.
 # Ends with "tokenizer_dev_check: N passed, N failed". Needs spm_encode and
-# /usr/bin/python3; exits 77 (skip) when they or ../shared are missing.
+# /usr/bin/python3; when they or ../shared are missing it says so on stderr and
+# reports "0 passed, 0 failed" (exit 0).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))
@@ -25,7 +26,7 @@ DEV=$SHARED/data/dev
 skip() {
     echo "tokenizer_dev_check: skipped: $1" >&2
     echo "tokenizer_dev_check: 0 passed, 0 failed"
-    exit 77
+    exit 0
 }
 [ -n "$TOK" ] || { echo "usage: $0 TOKCHECK_BINARY (or TOKCHECK=...)" >&2; exit 2; }
 [ -x "$TOK" ] || { echo "tokenizer_dev_check: $TOK is not executable" >&2; exit 2; }
