@@ -1,4 +1,5 @@
 # attn-translate — build, test, install.
+#   make setup        install the Debian packages (apt), then build
 #   make              the library and ./attn-translate
 #   make test         every test; ends with "N passed, N failed"
 #   make asan-test    the same tests built with AddressSanitizer + UBSan
@@ -22,7 +23,14 @@ LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
 TESTS   = test_tokenizer test_model test_forward
 TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck
 
-.PHONY: all test asan asan-test bench clean install uninstall check-header
+# Debian packages for building and testing (a no-op once installed)
+deps:
+	@scripts/install-deps.sh
+
+setup: deps
+	$(MAKE) all
+
+.PHONY: deps setup all test asan asan-test bench clean install uninstall check-header
 
 all: attn-translate
 
@@ -50,7 +58,7 @@ check-header:
 	$(CC) -std=c99 -Wall -Wextra -pedantic -Werror -Ilib $(BUILD)/hdr.c -o $(BUILD)/hdr-c
 	@if command -v c++ >/dev/null; then c++ -Wall -Wextra -Werror -Ilib -x c++ $(BUILD)/hdr.c -o $(BUILD)/hdr-cxx; fi
 
-test: attn-translate $(TEST_BIN) check-header
+test: deps attn-translate $(TEST_BIN) check-header
 	BUILD=$(BUILD) PYTHON=$(PYTHON) tests/run.sh
 
 asan:

@@ -42,6 +42,7 @@ else
 fi
 if [ "$no_python" = 0 ]; then
     run test_reference "$PYTHON" tests/test_reference.py
+    run test_convert "$PYTHON" tests/test_convert.py
 fi
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
