@@ -154,6 +154,18 @@ void at_session_free(at_session *session);
 at_status at_translate(at_session *session, const char *text, size_t len,
                        const at_options *opts, at_result *result, at_error *err);
 
+/* Translates n lines together: their tokens are stacked so every matrix product
+ * covers the whole batch, and a finished line leaves the batch. Line i's result
+ * goes to results[i] and its own status to statuses[i] (AT_ERR_INPUT,
+ * AT_ERR_TOO_LONG... with the message in errors[i] when `errors` is not NULL); the
+ * return value is AT_OK unless the whole batch failed (bad options, memory).
+ * Results borrow session memory until the next call, as with at_translate().
+ * Output is the same as translating each line alone, up to float rounding in the
+ * matrix products (which can only matter at exact ties). */
+at_status at_translate_batch(at_session *session, int n, const char *const *texts,
+                             const size_t *lens, const at_options *opts, at_result *results,
+                             at_status *statuses, at_error *errors, at_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,12 @@
 /* session.h — per-thread decoding state. Private to lib/.
- * Everything here is allocated by session_reserve() before a sentence is
- * decoded; the decode loop itself never allocates. */
+ *
+ * A session translates a batch of sentences at once. Their source tokens are
+ * concatenated into one matrix (no padding): every linear layer is one matrix
+ * product over all sentences, attention runs per sentence on its own slice.
+ * The decoder likewise stacks the live hypotheses of every unfinished sentence.
+ *
+ * Everything here is allocated by session_reserve() before decoding starts; the
+ * decode loop itself never allocates. */
 #ifndef AT_SESSION_H
 #define AT_SESSION_H
 
@@ -13,70 +19,93 @@ typedef void (*at_trace_fn)(void *ctx, const char *what, int layer, const float 
 typedef struct at_hyp_slot {
     int32_t *ids;   /* (cap_T) */
     int n;
-    int last_row;   /* live row that produced the last token (attention back-pointer) */
+    int last_row;   /* beam that produced the last token (attention back-pointer) */
     double sum;     /* sum of log-probabilities */
     double score;   /* sum / n^lp */
 } at_hyp_slot;
 
+/* One sentence of the batch. */
+typedef struct at_sent {
+    int S;              /* source ids, eos included */
+    int src_off;        /* its first row in the concatenated source */
+    int max_len;        /* target steps allowed */
+    int slot0;          /* its first cache slot: index * cap_K */
+    int row0;           /* its first decoder row in the current step */
+    int n_live, n_final, done;
+    at_hyp_slot *live, *next, *final; /* (cap_K), (cap_K), (3 * cap_K) */
+} at_sent;
+
 struct at_session {
     const at_model *m;
-    int cap_S, cap_T, cap_K; /* capacities currently allocated */
+    int cap_B, cap_K, cap_T, cap_src, cap_S; /* sentences, beams, steps, total and max source */
 
-    /* activations, rows = max(cap_S, cap_K) */
-    float *x;        /* (rows, d) hidden state */
+    /* activations, rows = max(cap_src, cap_B * cap_K) */
+    float *x;         /* (rows, d) hidden state */
     float *q, *k, *v; /* (rows, d) */
-    float *ctx;      /* (rows, d) attention output before out_proj */
-    float *tmp;      /* (rows, d) sub-layer output */
-    float *ffn;      /* (rows, F_max) */
-    float *scores;   /* (max(cap_S, cap_K), max(cap_S, cap_T)) attention weights */
-    float *enc_out;  /* (cap_S, d) */
+    float *ctx;       /* (rows, d) attention output before out_proj */
+    float *tmp;       /* (rows, d) sub-layer output */
+    float *ffn;       /* (rows, F_max) */
+    float *scores;    /* (max(cap_S^2, cap_K * cap_S, cap_T)) attention weights scratch */
+    float *enc_out;   /* (cap_src, d) */
 
     /* caches */
-    float **cross_k, **cross_v; /* (decoder_layers) x (cap_S, d) */
-    float **self_k, **self_v;   /* (decoder_layers) x (cap_T, cap_K, d), [pos][slot] */
-    int *hist, *hist_next;      /* (cap_K, cap_T): cache slot of row j at position p */
-    int *iscratch;              /* (max(cap_S, cap_K)) positions */
+    float **cross_k, **cross_v; /* (decoder_layers) x (cap_src, d) */
+    float **self_k, **self_v;   /* (decoder_layers) x (cap_T, cap_B * cap_K, d): [pos][slot] */
+    int *hist, *hist_next;      /* (cap_B * cap_K, cap_T): cache slot of a beam at position p */
+    int *parent;                /* (cap_T, cap_B * cap_K): beam j of step t+1 came from beam
+                                   parent[t][slot0 + j] of step t */
+    int *iscratch;              /* (rows) positions */
 
-    /* decoding */
-    float *logits;           /* (cap_K, V) */
-    int32_t *step_tokens;    /* (cap_K) token fed at this step, per live row */
-    at_hyp_slot *live, *next; /* (cap_K) */
-    at_hyp_slot *final;       /* (3 * cap_K) */
-    int32_t *hyp_ids;         /* backing store for live/next/final ids */
-    int n_final;
+    /* the current step */
+    float *logits;              /* (cap_B * cap_K, V) */
+    int32_t *step_tokens;       /* (cap_B * cap_K) token fed to each row */
+    int *row_slot;              /* (cap_B * cap_K) cache slot of each row */
+    at_sent *sents;             /* (cap_B) */
+    int n_sents;
+    int *active;                /* (cap_B) indices of unfinished sentences */
+    int n_active;
+    at_hyp_slot *slots;         /* (cap_B * 5 * cap_K) backing live/next/final */
+    int32_t *hyp_ids;           /* (cap_B * 5 * cap_K * cap_T) */
     struct cand { double total; int b, v; } *cand; /* (2 * cap_K) */
-    int *parent;             /* (cap_T, cap_K): live row at step t came from row parent[t-1][j] */
+
+    /* source ids of the batch, concatenated, eos after each; kept across reserve */
+    int32_t *src_ids;
+    size_t src_cap;
+    int32_t eos_only;    /* the source of an empty line */
+
+    /* results */
+    at_hypothesis *hyps; /* (cap_B * cap_K) */
+    char *text;          /* detokenized hypotheses, NUL-separated */
+    size_t text_cap;
 
     /* attention capture (only when requested: attn_layer >= 0) */
     int attn_layer;
-    float *attn_steps;       /* (cap_T, cap_K, heads, cap_S) */
-    size_t attn_cap;         /* floats allocated in attn_steps */
-    float *attn_out;         /* (cap_K, heads, cap_T, cap_S) per returned hypothesis */
+    float *attn_steps;   /* (cap_T, cap_B * cap_K, heads, cap_S) */
+    size_t attn_cap;
+    float *attn_out;     /* (cap_B * n_best, heads, cap_T, cap_S) */
     size_t attn_out_cap;
-
-    /* result */
-    int32_t *src_ids;  /* (src_cap) source ids + eos; kept across session_reserve() */
-    size_t src_cap;
-    int n_src;
-    at_hypothesis *hyps; /* (cap_K) */
-    char *text;          /* detokenized hypotheses, NUL-separated */
-    size_t text_cap;
 
     /* tests */
     at_trace_fn trace;
     void *trace_ctx;
 };
 
-/* Makes sure buffers hold S source ids, T target steps and K beams. */
-at_status session_reserve(at_session *s, int S, int T, int K, at_error *err);
+/* Makes sure buffers hold B sentences of at most S ids (src ids in total),
+ * T target steps and K beams. Contents are not kept. */
+at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at_error *err);
 
-/* Runs the encoder over ids[S] (eos included): fills enc_out and the
- * cross-attention K/V of every decoder layer. */
+/* Runs the encoder over the batch: s->src_ids holds each sentence's ids at
+ * s->sents[i].src_off. Fills enc_out and every decoder layer's cross K/V. */
+void tf_encode_batch(at_session *s);
+
+/* One decoder step at position `pos` for the live rows of the active sentences:
+ * row r feeds step_tokens[r], writes its K/V to cache slot row_slot[r] and
+ * attends to hist[row_slot[r]][0..pos]. Writes raw logits (final bias
+ * included) to s->logits (rows, V). */
+void tf_decode_step_batch(at_session *s, int rows, int pos);
+
+/* Single-sentence forms for tests: ids[S] at row 0; n rows in slots 0..n-1. */
 void tf_encode(at_session *s, const int32_t *ids, int S);
-
-/* One decoder step for n rows feeding s->step_tokens[j] at position `pos`.
- * Row j attends to cache slots hist[j][0..pos]; hist[j][pos] must be j.
- * Writes raw logits (final bias included) to s->logits (n, V). */
 void tf_decode_step(at_session *s, int n, int pos, int S);
 
 #endif

@@ -52,50 +52,56 @@ static void ffn(at_session *s, const at_ffn_weights *w, int n, int F) {
     nn_linear(s->ffn, n, F, w->fc2_w, w->fc2_b, d, s->tmp);
 }
 
-void tf_encode(at_session *s, const int32_t *ids, int S) {
+void tf_encode_batch(at_session *s) {
     const at_model *m = s->m;
     const at_config *c = &m->cfg;
     int d = c->d_model, H = c->encoder_heads;
     float qscale = 1.0f / sqrtf((float)(d / H));
-    int *pos = s->iscratch;
-    for (int i = 0; i < S; i++) pos[i] = i;
-    embed(m, m->enc_embed, ids, S, pos, s->x);
-    trace(s, "encoder_embed", -1, s->x, S, d);
+    int R = 0; /* rows: every sentence's ids, concatenated */
+    for (int b = 0; b < s->n_sents; b++)
+        for (int i = 0; i < s->sents[b].S; i++) s->iscratch[R++] = i;
+    embed(m, m->enc_embed, s->src_ids, R, s->iscratch, s->x);
+    trace(s, "encoder_embed", -1, s->x, R, d);
     for (int l = 0; l < c->encoder_layers; l++) {
         const at_enc_layer *L = &m->enc[l];
-        nn_linear(s->x, S, d, L->self_attn.wq, L->self_attn.bq, d, s->q);
-        nn_linear(s->x, S, d, L->self_attn.wk, L->self_attn.bk, d, s->k);
-        nn_linear(s->x, S, d, L->self_attn.wv, L->self_attn.bv, d, s->v);
-        scale_rows(s->q, (size_t)S * d, qscale);
-        attend_dense(s->q, S, s->k, s->v, S, d, H, s->scores, s->ctx, NULL, 0);
-        nn_linear(s->ctx, S, d, L->self_attn.wo, L->self_attn.bo, d, s->tmp);
-        nn_add_layernorm(s->x, s->tmp, S, d, &L->self_attn_ln, c->layer_norm_eps);
-        ffn(s, &L->ffn, S, c->encoder_ffn_dim);
-        nn_add_layernorm(s->x, s->tmp, S, d, &L->final_ln, c->layer_norm_eps);
-        trace(s, "encoder_layer", l, s->x, S, d);
+        nn_linear(s->x, R, d, L->self_attn.wq, L->self_attn.bq, d, s->q);
+        nn_linear(s->x, R, d, L->self_attn.wk, L->self_attn.bk, d, s->k);
+        nn_linear(s->x, R, d, L->self_attn.wv, L->self_attn.bv, d, s->v);
+        scale_rows(s->q, (size_t)R * d, qscale);
+        for (int b = 0; b < s->n_sents; b++) {
+            size_t off = (size_t)s->sents[b].src_off * d;
+            int S = s->sents[b].S;
+            attend_dense(s->q + off, S, s->k + off, s->v + off, S, d, H, s->scores, s->ctx + off,
+                         NULL, 0);
+        }
+        nn_linear(s->ctx, R, d, L->self_attn.wo, L->self_attn.bo, d, s->tmp);
+        nn_add_layernorm(s->x, s->tmp, R, d, &L->self_attn_ln, c->layer_norm_eps);
+        ffn(s, &L->ffn, R, c->encoder_ffn_dim);
+        nn_add_layernorm(s->x, s->tmp, R, d, &L->final_ln, c->layer_norm_eps);
+        trace(s, "encoder_layer", l, s->x, R, d);
     }
-    memcpy(s->enc_out, s->x, (size_t)S * d * sizeof *s->x);
+    memcpy(s->enc_out, s->x, (size_t)R * d * sizeof *s->x);
     for (int l = 0; l < c->decoder_layers; l++) {
         const at_attn_weights *a = &m->dec[l].cross_attn;
-        nn_linear(s->enc_out, S, d, a->wk, a->bk, d, s->cross_k[l]);
-        nn_linear(s->enc_out, S, d, a->wv, a->bv, d, s->cross_v[l]);
+        nn_linear(s->enc_out, R, d, a->wk, a->bk, d, s->cross_k[l]);
+        nn_linear(s->enc_out, R, d, a->wv, a->bv, d, s->cross_v[l]);
     }
 }
 
-/* Causal self-attention of row j over its own history in the cache. */
+/* Causal self-attention of each row over its own history in the cache. */
 static void attend_history(at_session *s, int l, int n, int pos) {
     const at_config *c = &s->m->cfg;
-    int d = c->d_model, H = c->decoder_heads, hd = d / H, K = s->cap_K;
+    int d = c->d_model, H = c->decoder_heads, hd = d / H, slots = s->cap_B * s->cap_K;
     const float *Kc = s->self_k[l], *Vc = s->self_v[l];
     for (int j = 0; j < n; j++) {
-        const int *hist = s->hist + (size_t)j * s->cap_T;
+        const int *hist = s->hist + (size_t)s->row_slot[j] * s->cap_T;
         float *out = s->ctx + (size_t)j * d;
         memset(out, 0, (size_t)d * sizeof *out);
         for (int h = 0; h < H; h++) {
             const float *qh = s->q + (size_t)j * d + h * hd;
             float *p = s->scores;
             for (int t = 0; t <= pos; t++) {
-                const float *kr = Kc + ((size_t)t * K + hist[t]) * d + h * hd;
+                const float *kr = Kc + ((size_t)t * slots + hist[t]) * d + h * hd;
                 float dot = 0.0f;
                 for (int i = 0; i < hd; i++) dot += qh[i] * kr[i];
                 p[t] = dot;
@@ -103,7 +109,7 @@ static void attend_history(at_session *s, int l, int n, int pos) {
             nn_softmax(p, pos + 1);
             float *oh = out + h * hd;
             for (int t = 0; t <= pos; t++) {
-                const float *vr = Vc + ((size_t)t * K + hist[t]) * d + h * hd;
+                const float *vr = Vc + ((size_t)t * slots + hist[t]) * d + h * hd;
                 float w = p[t];
                 for (int i = 0; i < hd; i++) oh[i] += w * vr[i];
             }
@@ -111,34 +117,41 @@ static void attend_history(at_session *s, int l, int n, int pos) {
     }
 }
 
-void tf_decode_step(at_session *s, int n, int pos, int S) {
+void tf_decode_step_batch(at_session *s, int n, int pos) {
     const at_model *m = s->m;
     const at_config *c = &m->cfg;
-    int d = c->d_model, H = c->decoder_heads, K = s->cap_K;
+    int d = c->d_model, H = c->decoder_heads, slots = s->cap_B * s->cap_K;
     float qscale = 1.0f / sqrtf((float)(d / H));
-    int *posv = s->iscratch;
-    for (int j = 0; j < n; j++) posv[j] = pos;
-    embed(m, m->dec_embed, s->step_tokens, n, posv, s->x);
+    for (int j = 0; j < n; j++) s->iscratch[j] = pos;
+    embed(m, m->dec_embed, s->step_tokens, n, s->iscratch, s->x);
     trace(s, "decoder_embed", -1, s->x, n, d);
     for (int l = 0; l < c->decoder_layers; l++) {
         const at_dec_layer *L = &m->dec[l];
-        /* self-attention: append this step's K/V at [pos][row], then attend */
-        float *kslot = s->self_k[l] + (size_t)pos * K * d, *vslot = s->self_v[l] + (size_t)pos * K * d;
+        /* self-attention: store this step's K/V at [pos][slot], then attend */
         nn_linear(s->x, n, d, L->self_attn.wq, L->self_attn.bq, d, s->q);
-        nn_linear(s->x, n, d, L->self_attn.wk, L->self_attn.bk, d, kslot);
-        nn_linear(s->x, n, d, L->self_attn.wv, L->self_attn.bv, d, vslot);
+        nn_linear(s->x, n, d, L->self_attn.wk, L->self_attn.bk, d, s->k);
+        nn_linear(s->x, n, d, L->self_attn.wv, L->self_attn.bv, d, s->v);
+        for (int j = 0; j < n; j++) {
+            size_t at = ((size_t)pos * slots + s->row_slot[j]) * d;
+            memcpy(s->self_k[l] + at, s->k + (size_t)j * d, (size_t)d * sizeof *s->k);
+            memcpy(s->self_v[l] + at, s->v + (size_t)j * d, (size_t)d * sizeof *s->v);
+        }
         scale_rows(s->q, (size_t)n * d, qscale);
         attend_history(s, l, n, pos);
         nn_linear(s->ctx, n, d, L->self_attn.wo, L->self_attn.bo, d, s->tmp);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->self_attn_ln, c->layer_norm_eps);
-        /* cross-attention over the encoder output */
+        /* cross-attention: each sentence's rows over its own encoder output */
         nn_linear(s->x, n, d, L->cross_attn.wq, L->cross_attn.bq, d, s->q);
         scale_rows(s->q, (size_t)n * d, qscale);
-        float *keep = l == s->attn_layer && s->attn_steps
-                          ? s->attn_steps + (size_t)pos * K * H * s->cap_S
-                          : NULL;
-        attend_dense(s->q, n, s->cross_k[l], s->cross_v[l], S, d, H, s->scores, s->ctx, keep,
-                     s->cap_S);
+        for (int a = 0; a < s->n_active; a++) {
+            const at_sent *st = &s->sents[s->active[a]];
+            size_t r0 = (size_t)st->row0 * d, src = (size_t)st->src_off * d;
+            float *keep = l == s->attn_layer && s->attn_steps
+                              ? s->attn_steps + ((size_t)pos * slots + st->slot0) * H * s->cap_S
+                              : NULL;
+            attend_dense(s->q + r0, st->n_live, s->cross_k[l] + src, s->cross_v[l] + src, st->S,
+                         d, H, s->scores, s->ctx + r0, keep, s->cap_S);
+        }
         nn_linear(s->ctx, n, d, L->cross_attn.wo, L->cross_attn.bo, d, s->tmp);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->cross_attn_ln, c->layer_norm_eps);
         ffn(s, &L->ffn, n, c->decoder_ffn_dim);
@@ -146,4 +159,21 @@ void tf_decode_step(at_session *s, int n, int pos, int S) {
         trace(s, "decoder_layer", l, s->x, n, d);
     }
     nn_linear(s->x, n, d, m->lm_head, m->final_bias, c->vocab_size, s->logits);
+}
+
+/* ---- single-sentence forms, for tests ------------------------------------------- */
+
+void tf_encode(at_session *s, const int32_t *ids, int S) {
+    if (s->src_ids != ids) memcpy(s->src_ids, ids, (size_t)S * sizeof *ids);
+    s->n_sents = 1;
+    s->sents[0].S = S, s->sents[0].src_off = 0, s->sents[0].slot0 = 0;
+    tf_encode_batch(s);
+}
+
+void tf_decode_step(at_session *s, int n, int pos, int S) {
+    s->n_sents = 1, s->n_active = 1, s->active[0] = 0;
+    s->sents[0].S = S, s->sents[0].src_off = 0, s->sents[0].slot0 = 0;
+    s->sents[0].row0 = 0, s->sents[0].n_live = n;
+    for (int j = 0; j < n; j++) s->row_slot[j] = j;
+    tf_decode_step_batch(s, n, pos);
 }

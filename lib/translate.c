@@ -55,10 +55,10 @@ static void free_buffers(at_session *s) {
         if (s->self_v) FREE(s->self_v[l]);
     }
     FREE(s->cross_k), FREE(s->cross_v), FREE(s->self_k), FREE(s->self_v);
-    FREE(s->hist), FREE(s->hist_next), FREE(s->iscratch);
-    FREE(s->logits), FREE(s->step_tokens), FREE(s->live), FREE(s->next), FREE(s->final);
-    FREE(s->hyp_ids), FREE(s->cand), FREE(s->hyps), FREE(s->parent);
-    s->cap_S = s->cap_T = s->cap_K = 0;
+    FREE(s->hist), FREE(s->hist_next), FREE(s->parent), FREE(s->iscratch);
+    FREE(s->logits), FREE(s->step_tokens), FREE(s->row_slot), FREE(s->sents), FREE(s->active);
+    FREE(s->slots), FREE(s->hyp_ids), FREE(s->cand), FREE(s->hyps);
+    s->cap_B = s->cap_K = s->cap_T = s->cap_src = s->cap_S = 0;
 }
 
 void at_session_free(at_session *s) {
@@ -74,15 +74,29 @@ void at_session_free(at_session *s) {
 static int imax(int a, int b) { return a > b ? a : b; }
 static int round_up(int x, int q) { return (x + q - 1) / q * q; }
 
-at_status session_reserve(at_session *s, int S, int T, int K, at_error *err) {
-    if (S <= s->cap_S && T <= s->cap_T && K <= s->cap_K) return AT_OK;
+static at_status reserve_src(at_session *s, size_t n, at_error *err) {
+    if (n <= s->src_cap) return AT_OK;
+    size_t cap = n < 256 ? 256 : n + n / 2;
+    int32_t *p = realloc(s->src_ids, cap * sizeof *p);
+    if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    s->src_ids = p, s->src_cap = cap;
+    return AT_OK;
+}
+
+at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at_error *err) {
+    at_status st = reserve_src(s, (size_t)src, err);
+    if (st) return st;
+    if (B <= s->cap_B && src <= s->cap_src && S <= s->cap_S && T <= s->cap_T && K <= s->cap_K)
+        return AT_OK;
     /* round up so a stream of slowly growing inputs reallocates rarely */
-    S = round_up(imax(S, s->cap_S), 64), T = round_up(imax(T, s->cap_T), 64);
-    K = imax(K, s->cap_K);
+    B = imax(B, s->cap_B), K = imax(K, s->cap_K);
+    src = round_up(imax(src, s->cap_src), 64), S = round_up(imax(S, s->cap_S), 16);
+    T = round_up(imax(T, s->cap_T), 32);
     free_buffers(s);
     const at_config *c = &s->m->cfg;
     size_t d = (size_t)c->d_model, V = (size_t)c->vocab_size, L = (size_t)c->decoder_layers;
-    size_t rows = (size_t)imax(S, K), F = (size_t)imax(c->encoder_ffn_dim, c->decoder_ffn_dim);
+    size_t BK = (size_t)B * K, rows = (size_t)imax(src, (int)BK);
+    size_t F = (size_t)imax(c->encoder_ffn_dim, c->decoder_ffn_dim);
     size_t sc = (size_t)S * S;
     if ((size_t)K * S > sc) sc = (size_t)K * S;
     if ((size_t)T > sc) sc = (size_t)T;
@@ -90,31 +104,31 @@ at_status session_reserve(at_session *s, int S, int T, int K, at_error *err) {
 #define ALLOC(p, n) ok = ok && ((p) = malloc((n) * sizeof *(p))) != NULL
     ALLOC(s->x, rows * d), ALLOC(s->q, rows * d), ALLOC(s->k, rows * d), ALLOC(s->v, rows * d);
     ALLOC(s->ctx, rows * d), ALLOC(s->tmp, rows * d), ALLOC(s->ffn, rows * F);
-    ALLOC(s->scores, sc), ALLOC(s->enc_out, (size_t)S * d);
+    ALLOC(s->scores, sc), ALLOC(s->enc_out, (size_t)src * d);
     ok = ok && (s->cross_k = calloc(L, sizeof *s->cross_k)) &&
          (s->cross_v = calloc(L, sizeof *s->cross_v)) && (s->self_k = calloc(L, sizeof *s->self_k)) &&
          (s->self_v = calloc(L, sizeof *s->self_v));
     for (size_t l = 0; ok && l < L; l++) {
-        ALLOC(s->cross_k[l], (size_t)S * d), ALLOC(s->cross_v[l], (size_t)S * d);
-        ALLOC(s->self_k[l], (size_t)T * K * d), ALLOC(s->self_v[l], (size_t)T * K * d);
+        ALLOC(s->cross_k[l], (size_t)src * d), ALLOC(s->cross_v[l], (size_t)src * d);
+        ALLOC(s->self_k[l], (size_t)T * BK * d), ALLOC(s->self_v[l], (size_t)T * BK * d);
     }
-    ALLOC(s->hist, (size_t)K * T), ALLOC(s->hist_next, (size_t)K * T);
-    ALLOC(s->iscratch, rows), ALLOC(s->logits, (size_t)K * V), ALLOC(s->step_tokens, (size_t)K);
-    ALLOC(s->live, (size_t)K), ALLOC(s->next, (size_t)K), ALLOC(s->final, (size_t)3 * K);
-    ALLOC(s->hyp_ids, (size_t)5 * K * T), ALLOC(s->cand, (size_t)2 * K), ALLOC(s->hyps, (size_t)K);
-    ALLOC(s->parent, (size_t)T * K);
+    ALLOC(s->hist, BK * T), ALLOC(s->hist_next, BK * T), ALLOC(s->parent, (size_t)T * BK);
+    ALLOC(s->iscratch, rows), ALLOC(s->logits, BK * V), ALLOC(s->step_tokens, BK);
+    ALLOC(s->row_slot, BK), ALLOC(s->sents, (size_t)B), ALLOC(s->active, (size_t)B);
+    ALLOC(s->slots, BK * 5), ALLOC(s->hyp_ids, BK * 5 * T), ALLOC(s->cand, (size_t)2 * K);
+    ALLOC(s->hyps, BK);
 #undef ALLOC
     if (!ok) {
         free_buffers(s);
-        return at_fail(err, AT_ERR_NOMEM, "out of memory for a %d-token input, %d steps, beam %d",
-                       S, T, K);
+        return at_fail(err, AT_ERR_NOMEM,
+                       "out of memory for %d sentences (%d tokens), %d steps, beam %d", B, src, T, K);
     }
-    for (int j = 0; j < K; j++) {
-        s->live[j].ids = s->hyp_ids + (size_t)j * T;
-        s->next[j].ids = s->hyp_ids + (size_t)(K + j) * T;
+    for (size_t i = 0; i < BK * 5; i++) s->slots[i].ids = s->hyp_ids + i * T;
+    for (int b = 0; b < B; b++) {
+        at_hyp_slot *base = s->slots + (size_t)b * 5 * K;
+        s->sents[b].live = base, s->sents[b].next = base + K, s->sents[b].final = base + 2 * K;
     }
-    for (int j = 0; j < 3 * K; j++) s->final[j].ids = s->hyp_ids + (size_t)(2 * K + j) * T;
-    s->cap_S = S, s->cap_T = T, s->cap_K = K;
+    s->cap_B = B, s->cap_K = K, s->cap_T = T, s->cap_src = src, s->cap_S = S;
     return AT_OK;
 }
 
@@ -166,9 +180,9 @@ static void cand_push(struct cand *cand, int *n, int cap, double total, int b, i
     cand[i].total = total, cand[i].b = b, cand[i].v = v;
 }
 
-static void add_final(at_session *s, const at_hyp_slot *h, int32_t last, double sum, int t,
+static void add_final(at_sent *st, const at_hyp_slot *h, int32_t last, double sum, int t,
                       float lp, int row) {
-    at_hyp_slot *f = &s->final[s->n_final++];
+    at_hyp_slot *f = &st->final[st->n_final++];
     f->last_row = row;
     memcpy(f->ids, h->ids, (size_t)h->n * sizeof *f->ids);
     f->n = h->n;
@@ -177,90 +191,123 @@ static void add_final(at_session *s, const at_hyp_slot *h, int32_t last, double 
     f->score = sum / pow((double)t, (double)lp);
 }
 
-static void beam_search(at_session *s, int S, int max_len, const at_options *o) {
+/* One step of docs/DECODING.md for sentence st, whose live beams' logits start
+ * at row st->row0. Sets st->done when the sentence is finished. */
+static void beam_step(at_session *s, at_sent *st, int t, const at_options *o) {
     const at_model *m = s->m;
-    const at_config *c = &m->cfg;
-    int K = o->beam_size, V = c->vocab_size, T = s->cap_T, eos = c->eos_id;
+    int K = o->beam_size, V = m->cfg.vocab_size, eos = m->cfg.eos_id, T = s->cap_T;
+    int BK = s->cap_B * s->cap_K;
     float lp = o->length_penalty;
-    int n_live = 1;
-    s->live[0].n = 0, s->live[0].sum = 0.0;
-    s->step_tokens[0] = c->decoder_start_id;
-    s->n_final = 0;
-    for (int t = 1; t <= max_len; t++) {
-        int pos = t - 1;
-        int *parent = s->parent + (size_t)pos * s->cap_K;
-        for (int j = 0; j < n_live; j++) s->hist[(size_t)j * T + pos] = j;
-        tf_decode_step(s, n_live, pos, S);
-        int ncand = 0, cap = 2 * K;
-        for (int b = 0; b < n_live; b++) {
-            float *row = s->logits + (size_t)b * V;
-            for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
-            double base = s->live[b].sum - nn_logsumexp(row, V);
-            for (int v = 0; v < V; v++)
-                if (row[v] != -INFINITY) cand_push(s->cand, &ncand, cap, base + row[v], b, v);
-        }
-        int n_next = 0;
-        for (int r = 0; r < ncand && n_next < K; r++) {
-            const struct cand *cd = &s->cand[r];
-            const at_hyp_slot *h = &s->live[cd->b];
-            if (cd->v == eos) {
-                if (r < K) add_final(s, h, eos, cd->total, t, lp, cd->b);
-                continue;
-            }
-            at_hyp_slot *nx = &s->next[n_next];
-            memcpy(nx->ids, h->ids, (size_t)h->n * sizeof *nx->ids);
-            nx->ids[h->n] = cd->v;
-            nx->n = h->n + 1;
-            nx->sum = cd->total;
-            parent[n_next++] = cd->b;
-        }
-        if (s->n_final >= K || n_next == 0) break;
-        if (t == max_len) {
-            for (int j = 0; j < n_next; j++)
-                add_final(s, &s->next[j], -1, s->next[j].sum, t, lp, parent[j]);
-            break;
-        }
-        /* reorder cache histories by parent; swap live and next */
-        for (int j = 0; j < n_next; j++) {
-            memcpy(s->hist_next + (size_t)j * T, s->hist + (size_t)parent[j] * T,
-                   (size_t)t * sizeof *s->hist);
-            s->step_tokens[j] = s->next[j].ids[s->next[j].n - 1];
-        }
-        int *th = s->hist;
-        s->hist = s->hist_next, s->hist_next = th;
-        at_hyp_slot *tl = s->live;
-        s->live = s->next, s->next = tl;
-        n_live = n_next;
+    int *parent = s->parent + (size_t)(t - 1) * BK + st->slot0;
+    int ncand = 0, cap = 2 * K;
+    for (int b = 0; b < st->n_live; b++) {
+        float *row = s->logits + (size_t)(st->row0 + b) * V;
+        for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
+        double base = st->live[b].sum - nn_logsumexp(row, V);
+        for (int v = 0; v < V; v++)
+            if (row[v] != -INFINITY) cand_push(s->cand, &ncand, cap, base + row[v], b, v);
     }
-    /* stable sort of finals by score, best first (insertion sort: few entries) */
-    for (int i = 1; i < s->n_final; i++) {
-        at_hyp_slot f = s->final[i];
-        int j = i;
-        while (j > 0 && s->final[j - 1].score < f.score) {
-            s->final[j] = s->final[j - 1];
-            j--;
+    int n_next = 0;
+    for (int r = 0; r < ncand && n_next < K; r++) {
+        const struct cand *cd = &s->cand[r];
+        const at_hyp_slot *h = &st->live[cd->b];
+        if (cd->v == eos) {
+            if (r < K) add_final(st, h, eos, cd->total, t, lp, cd->b);
+            continue;
         }
-        s->final[j] = f;
+        at_hyp_slot *nx = &st->next[n_next];
+        memcpy(nx->ids, h->ids, (size_t)h->n * sizeof *nx->ids);
+        nx->ids[h->n] = cd->v;
+        nx->n = h->n + 1;
+        nx->sum = cd->total;
+        parent[n_next++] = cd->b;
+    }
+    if (st->n_final >= K || n_next == 0) {
+        st->done = 1;
+    } else if (t == st->max_len) {
+        for (int j = 0; j < n_next; j++)
+            add_final(st, &st->next[j], -1, st->next[j].sum, t, lp, parent[j]);
+        st->done = 1;
+    } else {
+        /* follow the parents: cache histories of the surviving beams */
+        for (int j = 0; j < n_next; j++)
+            memcpy(s->hist_next + (size_t)(st->slot0 + j) * T,
+                   s->hist + (size_t)(st->slot0 + parent[j]) * T, (size_t)t * sizeof *s->hist);
+        at_hyp_slot *tl = st->live;
+        st->live = st->next, st->next = tl;
+        st->n_live = n_next;
+    }
+    if (st->done) {
+        /* stable sort of finals by score, best first (insertion sort: few entries) */
+        for (int i = 1; i < st->n_final; i++) {
+            at_hyp_slot f = st->final[i];
+            int j = i;
+            while (j > 0 && st->final[j - 1].score < f.score) {
+                st->final[j] = st->final[j - 1];
+                j--;
+            }
+            st->final[j] = f;
+        }
     }
 }
 
-/* Copies the captured cross-attention of final hypothesis f into out
- * (heads, rows, S), following the beam back-pointers from its last row. */
-static void gather_attention(const at_session *s, const at_hyp_slot *f, int S, float *out) {
-    int H = s->m->cfg.decoder_heads, rows = f->n, row = f->last_row;
+/* Beam search over every sentence of the batch in lockstep; finished sentences
+ * leave the batch. */
+static void beam_search(at_session *s, const at_options *o) {
+    const at_config *c = &s->m->cfg;
+    int T = s->cap_T, max_steps = 0;
+    s->n_active = 0;
+    for (int b = 0; b < s->n_sents; b++) {
+        at_sent *st = &s->sents[b];
+        st->n_live = 1, st->n_final = 0, st->done = 0;
+        st->live[0].n = 0, st->live[0].sum = 0.0;
+        s->active[s->n_active++] = b;
+        if (st->max_len > max_steps) max_steps = st->max_len;
+    }
+    for (int t = 1; t <= max_steps && s->n_active > 0; t++) {
+        int pos = t - 1, rows = 0;
+        for (int a = 0; a < s->n_active; a++) {
+            at_sent *st = &s->sents[s->active[a]];
+            st->row0 = rows;
+            for (int j = 0; j < st->n_live; j++, rows++) {
+                int slot = st->slot0 + j;
+                s->row_slot[rows] = slot;
+                s->hist[(size_t)slot * T + pos] = slot;
+                s->step_tokens[rows] = t == 1 ? c->decoder_start_id : st->live[j].ids[t - 2];
+            }
+        }
+        tf_decode_step_batch(s, rows, pos);
+        int still = 0;
+        for (int a = 0; a < s->n_active; a++) {
+            at_sent *st = &s->sents[s->active[a]];
+            beam_step(s, st, t, o);
+            if (!st->done) s->active[still++] = s->active[a];
+        }
+        s->n_active = still;
+        int *th = s->hist;
+        s->hist = s->hist_next, s->hist_next = th;
+    }
+}
+
+/* Copies the captured cross-attention of final hypothesis f of sentence st into
+ * out (heads, rows, S), following the beam back-pointers from its last row. */
+static void gather_attention(const at_session *s, const at_sent *st, const at_hyp_slot *f,
+                             float *out) {
+    int H = s->m->cfg.decoder_heads, rows = f->n, beam = f->last_row, S = st->S;
+    int BK = s->cap_B * s->cap_K;
     for (int r = rows - 1; r >= 0; r--) {
         for (int h = 0; h < H; h++)
             memcpy(out + ((size_t)h * rows + r) * S,
-                   s->attn_steps + (((size_t)r * s->cap_K + row) * H + h) * s->cap_S,
+                   s->attn_steps + (((size_t)r * BK + st->slot0 + beam) * H + h) * s->cap_S,
                    (size_t)S * sizeof *out);
-        if (r > 0) row = s->parent[(size_t)(r - 1) * s->cap_K + row];
+        if (r > 0) beam = s->parent[(size_t)(r - 1) * BK + st->slot0 + beam];
     }
 }
 
 static at_status reserve_attention(at_session *s, int n_best, at_error *err) {
-    size_t H = (size_t)s->m->cfg.decoder_heads;
-    size_t need = (size_t)s->cap_T * s->cap_K * H * s->cap_S;
-    size_t need_out = (size_t)n_best * H * s->cap_T * s->cap_S;
+    size_t H = (size_t)s->m->cfg.decoder_heads, BK = (size_t)s->cap_B * s->cap_K;
+    size_t need = (size_t)s->cap_T * BK * H * s->cap_S;
+    size_t need_out = (size_t)s->cap_B * n_best * H * s->cap_T * s->cap_S;
     if (need > s->attn_cap) {
         free(s->attn_steps);
         if (!(s->attn_steps = malloc(need * sizeof *s->attn_steps))) {
@@ -291,97 +338,183 @@ static at_status ensure_text(at_session *s, size_t need, at_error *err) {
     return AT_OK;
 }
 
-/* Tokenizes into s->src_ids (grown as needed, contents kept across session_reserve)
- * and appends eos. */
-static at_status tokenize_source(at_session *s, const char *text, size_t len, const at_options *o,
-                                 int *S_out, at_error *err) {
+/* Tokenizes one line into s->src_ids at `off` (growing it) and appends eos;
+ * *S_out gets the length with eos. */
+static at_status tokenize_line(at_session *s, const char *text, size_t len, const at_options *o,
+                               size_t off, int *S_out, at_error *err) {
     size_t n = 0;
-    at_status st = AT_ERR_TOO_LONG;
-    for (int attempt = 0; attempt < 2 && st == AT_ERR_TOO_LONG; attempt++) {
-        if (attempt && n + 1 > (size_t)o->max_input_tokens) break;
-        size_t want = attempt ? n + 1 : 256;
-        if (want > s->src_cap) {
-            int32_t *p = realloc(s->src_ids, want * sizeof *p);
-            if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory");
-            s->src_ids = p, s->src_cap = want;
-        }
-        st = at_vocab_encode(s->m->vocab, text, len, s->src_ids, s->src_cap - 1, &n, err);
+    at_status st = reserve_src(s, off + 256, err);
+    if (!st) st = at_vocab_encode(s->m->vocab, text, len, s->src_ids + off, s->src_cap - off - 1,
+                                  &n, err);
+    if (st == AT_ERR_TOO_LONG && n + 1 <= (size_t)o->max_input_tokens) {
+        if ((st = reserve_src(s, off + n + 1, err))) return st;
+        st = at_vocab_encode(s->m->vocab, text, len, s->src_ids + off, s->src_cap - off - 1, &n, err);
     }
     if (st && st != AT_ERR_TOO_LONG) return st;
     if (st || n + 1 > (size_t)o->max_input_tokens)
         return at_fail(err, AT_ERR_TOO_LONG,
                        "input is %zu tokens long; the limit is %d (eos included)", n + 1,
                        o->max_input_tokens);
-    s->src_ids[n] = s->m->cfg.eos_id;
+    s->src_ids[off + n] = s->m->cfg.eos_id;
     *S_out = (int)n + 1;
     return AT_OK;
 }
 
-at_status at_translate(at_session *s, const char *text, size_t len, const at_options *opts,
-                       at_result *res, at_error *err) {
-    if (!s || (!text && len) || !res) return at_fail(err, AT_ERR_ARG, "at_translate: NULL argument");
+/* docs/DECODING.md: min(floor(factor * S) + extra, max_length - 1, max_positions - 1), >= 1 */
+static int max_target_len(const at_config *c, const at_options *o, int S) {
+    double ml = floor((double)o->max_length_factor * S) + o->max_length_extra;
+    int len = (int)fmin(ml, fmin((double)c->max_length - 1, (double)c->max_positions - 1));
+    return len < 1 ? 1 : len;
+}
+
+at_status at_translate_batch(at_session *s, int n, const char *const *texts, const size_t *lens,
+                             const at_options *opts, at_result *results, at_status *statuses,
+                             at_error *errors, at_error *err) {
+    if (!s || n < 0 || (n && (!texts || !lens || !results || !statuses)))
+        return at_fail(err, AT_ERR_ARG, "at_translate_batch: NULL argument");
     const at_model *m = s->m;
     const at_config *c = &m->cfg;
     at_options o = opts ? *opts : at_default_options(m);
     at_status st = check_options(m, &o, err);
     if (st) return st;
-    int S = 0;
-    if ((st = tokenize_source(s, text ? text : "", len, &o, &S, err))) return st;
-    s->n_src = S;
+    if (n == 0) return AT_OK;
+    if ((st = session_reserve(s, n, 1, 1, 1, o.beam_size, err))) return st;
 
-    int n_out = 0;
-    if ((st = session_reserve(s, S, 1, 1, err))) return st;
-    if (S > 1) {
-        double ml = floor((double)o.max_length_factor * S) + o.max_length_extra;
-        int max_len = (int)fmin(ml, fmin((double)c->max_length - 1, (double)c->max_positions - 1));
-        if (max_len < 1) max_len = 1;
-        if ((st = session_reserve(s, S, max_len + 1, o.beam_size, err))) return st;
+    /* tokenize every line; lines that fail or are empty take no part in the batch.
+     * sents[i] describes line i for now; the batch is compacted below. */
+    int *line_of; /* batch index -> line: s->iscratch, which holds >= n ints */
+    size_t off = 0;
+    int B = 0, maxS = 1, maxT = 1;
+    int *S_of = malloc((size_t)n * sizeof *S_of);
+    size_t *off_of = malloc((size_t)n * sizeof *off_of);
+    if (!S_of || !off_of) {
+        free(S_of), free(off_of);
+        return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        at_error *e = errors ? &errors[i] : NULL;
+        S_of[i] = 0;
+        statuses[i] = tokenize_line(s, texts[i] ? texts[i] : "", texts[i] ? lens[i] : 0, &o, off,
+                                    &S_of[i], e);
+        if (statuses[i] || S_of[i] <= 1) continue; /* failed, or empty: no model run */
+        off_of[i] = off;
+        off += (size_t)S_of[i];
+        int max_len = max_target_len(c, &o, S_of[i]);
+        if (S_of[i] > maxS) maxS = S_of[i];
+        if (max_len + 1 > maxT) maxT = max_len + 1;
+        B++;
+    }
+    st = session_reserve(s, n, (int)off, maxS, maxT, o.beam_size, err);
+    if (!st) {
+        B = 0;
+        line_of = s->iscratch;
+        for (int i = 0; i < n; i++) {
+            if (statuses[i] || S_of[i] <= 1) continue;
+            at_sent *se = &s->sents[B];
+            se->S = S_of[i];
+            se->src_off = (int)off_of[i];
+            se->slot0 = B * s->cap_K;
+            se->max_len = max_target_len(c, &o, se->S);
+            line_of[B++] = i;
+        }
+        s->n_sents = B;
         s->attn_layer = o.attention_layer;
-        if (o.attention_layer >= 0 && (st = reserve_attention(s, o.n_best, err))) return st;
-        tf_encode(s, s->src_ids, S);
-        beam_search(s, S, max_len, &o);
-        n_out = s->n_final < o.n_best ? s->n_final : o.n_best;
-    } else {
-        /* an empty line needs no model: one empty hypothesis */
-        s->final[0].n = 0, s->final[0].sum = 0.0, s->final[0].score = 0.0;
-        n_out = 1;
-        s->attn_layer = -1;
+        if (B && o.attention_layer >= 0) st = reserve_attention(s, o.n_best, err);
     }
-    /* detokenize into one buffer of NUL-separated strings */
-    size_t used = 0, off[AT_MAX_BEAM];
-    for (int i = 0; i < n_out; i++) {
-        at_hyp_slot *f = &s->final[i];
-        int n = f->n > 0 && f->ids[f->n - 1] == c->eos_id ? f->n - 1 : f->n;
-        size_t need = 0;
-        if ((st = ensure_text(s, used + 256, err))) return st;
-        st = at_vocab_decode(m->vocab, f->ids, (size_t)n, s->text + used, s->text_cap - used, &need,
-                             err);
-        if (st == AT_ERR_TOO_LONG) {
-            if ((st = ensure_text(s, used + need + 1, err))) return st;
-            st = at_vocab_decode(m->vocab, f->ids, (size_t)n, s->text + used, s->text_cap - used,
+    free(off_of);
+    if (st) {
+        free(S_of);
+        return st;
+    }
+    /* line -> batch index, for the results below (line_of lives in iscratch, which the
+     * decoder overwrites) */
+    int *batch_of = malloc((size_t)n * sizeof *batch_of);
+    if (!batch_of) {
+        free(S_of);
+        return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) batch_of[i] = -1;
+    for (int b = 0; b < B; b++) batch_of[line_of[b]] = b;
+
+    if (B > 0) {
+        tf_encode_batch(s);
+        beam_search(s, &o);
+    }
+
+    /* results: detokenize every returned hypothesis into one text buffer; pointers
+     * into it are set once it has stopped growing */
+    size_t used = 0;
+    int H = c->decoder_heads, n_empty = 0;
+    for (int i = 0; i < n && !st; i++) {
+        at_result *r = &results[i];
+        memset(r, 0, sizeof *r);
+        if (statuses[i]) continue;
+        int b = batch_of[i];
+        at_hypothesis *hy;
+        r->n_src = S_of[i];
+        if (b < 0) { /* an empty line needs no model: one empty hypothesis */
+            hy = s->hyps + (size_t)(B + n_empty++) * s->cap_K;
+            memset(hy, 0, sizeof *hy);
+            s->eos_only = c->eos_id;
+            r->src_ids = &s->eos_only;
+            hy->ids = &s->eos_only; /* n_ids = 0 */
+            r->n_src = 1;
+            r->hyps = hy;
+            r->n_hyps = 1;
+            hy->text = (const char *)(uintptr_t)used;
+            if (!(st = ensure_text(s, used + 1, err))) s->text[used++] = '\0';
+            continue;
+        }
+        const at_sent *se = &s->sents[b];
+        hy = s->hyps + (size_t)b * s->cap_K;
+        r->src_ids = s->src_ids + se->src_off;
+        r->hyps = hy;
+        r->n_hyps = se->n_final < o.n_best ? se->n_final : o.n_best;
+        r->attn_heads = o.attention_layer >= 0 ? H : 0;
+        for (int k = 0; k < r->n_hyps && !st; k++) {
+            const at_hyp_slot *f = &se->final[k];
+            int nid = f->n > 0 && f->ids[f->n - 1] == c->eos_id ? f->n - 1 : f->n;
+            size_t need = 0;
+            if ((st = ensure_text(s, used + 256, err))) break;
+            st = at_vocab_decode(m->vocab, f->ids, (size_t)nid, s->text + used, s->text_cap - used,
                                  &need, err);
-        }
-        if (st) return st;
-        off[i] = used;
-        used += need + 1;
-        s->hyps[i].ids = f->ids;
-        s->hyps[i].n_ids = n;
-        s->hyps[i].score = (float)f->score;
-        s->hyps[i].logprob = (float)f->sum;
-        s->hyps[i].attention = NULL;
-        s->hyps[i].attn_rows = 0;
-        if (s->attn_layer >= 0) {
-            float *a = s->attn_out + (size_t)i * c->decoder_heads * s->cap_T * s->cap_S;
-            gather_attention(s, f, S, a);
-            s->hyps[i].attention = a;
-            s->hyps[i].attn_rows = f->n;
+            if (st == AT_ERR_TOO_LONG) {
+                if ((st = ensure_text(s, used + need + 1, err))) break;
+                st = at_vocab_decode(m->vocab, f->ids, (size_t)nid, s->text + used,
+                                     s->text_cap - used, &need, err);
+            }
+            if (st) break;
+            hy[k].text = (const char *)(uintptr_t)used; /* an offset until the end */
+            used += need + 1;
+            hy[k].ids = f->ids;
+            hy[k].n_ids = nid;
+            hy[k].score = (float)f->score;
+            hy[k].logprob = (float)f->sum;
+            hy[k].attention = NULL;
+            hy[k].attn_rows = 0;
+            if (o.attention_layer >= 0) {
+                float *a = s->attn_out + ((size_t)b * o.n_best + k) * H * s->cap_T * s->cap_S;
+                gather_attention(s, se, f, a);
+                hy[k].attention = a;
+                hy[k].attn_rows = f->n;
+            }
         }
     }
-    for (int i = 0; i < n_out; i++) s->hyps[i].text = s->text + off[i];
-    res->src_ids = s->src_ids;
-    res->n_src = S;
-    res->hyps = s->hyps;
-    res->n_hyps = n_out;
-    res->attn_heads = s->attn_layer >= 0 ? c->decoder_heads : 0;
-    return AT_OK;
+    for (int i = 0; i < n && !st; i++)
+        if (!statuses[i])
+            for (int k = 0; k < results[i].n_hyps; k++) {
+                at_hypothesis *hy = (at_hypothesis *)&results[i].hyps[k];
+                hy->text = s->text + (uintptr_t)hy->text;
+            }
+    free(S_of);
+    free(batch_of);
+    return st;
+}
+
+at_status at_translate(at_session *s, const char *text, size_t len, const at_options *opts,
+                       at_result *res, at_error *err) {
+    if (!s || (!text && len) || !res) return at_fail(err, AT_ERR_ARG, "at_translate: NULL argument");
+    at_status line_status;
+    at_status st = at_translate_batch(s, 1, &text, &len, opts, res, &line_status, err, err);
+    return st ? st : line_status;
 }

@@ -26,6 +26,7 @@ Library use:
     cap = {}
     enc = forward_encoder(m, src, capture=cap)       # cap: encoder_embed, encoder_layers
     hyps = beam_search(m, src, beam=4, n_best=4)     # [Hyp(ids, score, logprob, text)]
+    hyps = beam_search(m, src, attn_layer=1)         # + Hyp.attention [H, rows, S]
     logits = forward_decoder(m, enc, dec_ids, capture=cap)   # teacher-forced, full recompute
     state = decoder_init(m, enc); logits = decoder_step(m, state, tokens, parents)
 
@@ -189,6 +190,12 @@ def project_kv(m, x, prefix, heads):
             split_heads(linear(m, x, prefix + ".v_proj"), heads))
 
 
+def attention_weights(q, k):
+    """Softmax attention weights [..., H, Tq, Tk] of q [..., H, Tq, hd] (already scaled)
+    over k [..., H, Tk, hd], unmasked: the same numbers as inside attend()."""
+    return torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+
+
 def attention(m, x, kv_src, prefix, heads, causal=False):
     """Full (non-incremental) multi-head attention of x [T, d] over kv_src [S, d]."""
     q = project_q(m, x, prefix, heads)
@@ -245,7 +252,9 @@ def output_logits(m, x):
 def forward_decoder(m, enc, dec_ids, capture=None):
     """Teacher-forced full recompute: dec_ids [T] (starting with decoder_start_token_id)
     -> logits [T, V]. capture gets 'decoder_embed' [T, d], 'decoder_layers' (list of
-    [T, d]) and 'logits'."""
+    [T, d]), 'logits' and 'cross_attention' (list per layer of the encoder-attention
+    weights [H, T, S]; row t is the distribution when dec_ids[t] is fed, i.e. when the
+    token after it is predicted)."""
     cfg = m.config
     H = cfg["decoder_attention_heads"]
     _, dec_table, _ = atmodel.embedding_names(cfg)
@@ -253,10 +262,15 @@ def forward_decoder(m, enc, dec_ids, capture=None):
     if capture is not None:
         capture["decoder_embed"] = x.clone()
         capture["decoder_layers"] = []
+        capture["cross_attention"] = []
     for n in range(cfg["decoder_layers"]):
         p = f"decoder.layers.{n}"
         x = layer_norm(m, x + attention(m, x, x, p + ".self_attn", H, causal=True),
                        p + ".self_attn_layer_norm")
+        if capture is not None:
+            q = project_q(m, x, p + ".encoder_attn", H)
+            k, _ = project_kv(m, enc, p + ".encoder_attn", H)
+            capture["cross_attention"].append(attention_weights(q, k).clone())
         x = layer_norm(m, x + attention(m, x, enc, p + ".encoder_attn", H),
                        p + ".encoder_attn_layer_norm")
         h = linear(m, activation(cfg["activation_function"], linear(m, x, p + ".fc1")), p + ".fc2")
@@ -275,6 +289,7 @@ class DecoderState:
     cross_kv: list            # per layer (k, v) [H, S, hd], shared by all hypotheses
     self_kv: list             # per layer (k, v) [B, H, t, hd] or None before step 1
     t: int = 0                # positions already fed
+    attn: object = None       # [B, H, S] cross-attention of the requested layer, last step
 
 
 def decoder_init(m, enc):
@@ -284,12 +299,13 @@ def decoder_init(m, enc):
     return DecoderState(cross_kv=cross, self_kv=[None] * m.config["decoder_layers"])
 
 
-def decoder_step(m, state, tokens, parents=None):
+def decoder_step(m, state, tokens, parents=None, attn_layer=None):
     """Feed one token per hypothesis at position state.t.
 
     tokens: list of B ids. parents: list of B indices into the previous step's
     hypotheses (the self-attention caches are reordered by them); None at step 0.
-    Returns logits [B, V]."""
+    attn_layer (optional): decoder layer whose cross-attention weights [B, H, S] are
+    left in state.attn. Returns logits [B, V]."""
     cfg = m.config
     H = cfg["decoder_attention_heads"]
     _, dec_table, _ = atmodel.embedding_names(cfg)
@@ -310,6 +326,8 @@ def decoder_step(m, state, tokens, parents=None):
         x = layer_norm(m, x + a, p + ".self_attn_layer_norm")
         q = project_q(m, x, p + ".encoder_attn", H)
         ck, cv = state.cross_kv[n]
+        if n == attn_layer:
+            state.attn = attention_weights(q, ck)[:, :, 0, :].clone()   # [B, H, S]
         a = linear(m, merge_heads(attend(q, ck, cv)), p + ".encoder_attn.out_proj")
         x = layer_norm(m, x + a, p + ".encoder_attn_layer_norm")
         h = linear(m, activation(cfg["activation_function"], linear(m, x, p + ".fc1")), p + ".fc2")
@@ -339,6 +357,7 @@ class Hyp:
     length: int        # generated tokens counted for the penalty (eos included)
     finished: bool     # ended with eos (False: reached max_len)
     text: str = ""
+    attention: object = None   # with attn_layer: np.float64 [H, rows, S], rows = length
 
 
 def max_target_length(m, S, factor=2.0, extra=10):
@@ -350,13 +369,20 @@ def max_target_length(m, S, factor=2.0, extra=10):
 
 
 def beam_search(m, src_ids, beam=None, n_best=1, length_penalty=None, factor=2.0, extra=10,
-                incremental=True, trace=None):
+                incremental=True, trace=None, attn_layer=None):
     """DECODING.md's beam search. Returns up to n_best Hyp, best first.
 
     incremental=False recomputes the whole decoder for every hypothesis at every step
     (used by the tests). trace (dict, optional) gets 'margins': one entry per step
     {'t', 'gap'} with the smallest gap between candidate totals that decides that step
-    (see decision_margin) and 'final_gap' for the n-best order."""
+    (see decision_margin) and 'final_gap' for the n-best order.
+
+    attn_layer (optional, 0-based decoder layer): every returned Hyp gets `attention`,
+    the cross-attention weights of that layer, np.float64 [H, rows, S]: row r is the
+    distribution over source positions when generated token r (eos included) was
+    predicted. Each hypothesis carries its own rows, extended from its parent's at
+    every step (the beam back-pointers), so the rows belong to the returned prefix.
+    The search itself is unchanged. The empty input (no model run) gets None."""
     K = beam if beam is not None else m.generation["num_beams"]
     lp = length_penalty if length_penalty is not None else m.generation["length_penalty"]
     if K < 1 or n_best < 1:
@@ -370,15 +396,28 @@ def beam_search(m, src_ids, beam=None, n_best=1, length_penalty=None, factor=2.0
     state = decoder_init(m, enc) if incremental else None
 
     live = [([], 0.0)]          # (prefix, sum)
+    live_attn = [[]]            # with attn_layer: per live hypothesis its rows [H, S]
     parents = None
     final = []                  # (prefix incl. eos, total, score, length, finished)
+    final_attn = []             # parallel to final: rows [H, S] per generated token
     margins = []
     for t in range(1, max_len + 1):
+        step_attn = None
         if incremental:
             tokens = [start] if t == 1 else [p[-1] for p, _ in live]
-            logits = decoder_step(m, state, tokens, parents)
-        else:
+            logits = decoder_step(m, state, tokens, parents, attn_layer)
+            if attn_layer is not None:
+                step_attn = state.attn.to(torch.float64).numpy()              # [B, H, S]
+        elif attn_layer is None:
             logits = torch.stack([forward_decoder(m, enc, [start] + p)[-1] for p, _ in live])
+        else:
+            rows, caps = [], []
+            for p, _ in live:
+                cap = {}
+                rows.append(forward_decoder(m, enc, [start] + p, capture=cap)[-1])
+                caps.append(cap["cross_attention"][attn_layer][:, -1, :])
+            logits = torch.stack(rows)
+            step_attn = torch.stack(caps).to(torch.float64).numpy()
         logp = log_probs(m, logits).to(torch.float64).numpy()      # [B, V]
         B, V = logp.shape
         sums = np.array([s for _, s in live], dtype=np.float64)
@@ -388,19 +427,22 @@ def beam_search(m, src_ids, beam=None, n_best=1, length_penalty=None, factor=2.0
         # sort by total descending; ties: lower b first, then lower v first
         full = np.lexsort((v_idx, b_idx, -total))
         order = full[:2 * K]
-        nxt, nxt_parent = [], []
+        nxt, nxt_parent, nxt_attn = [], [], []
         last_rank = -1
         for rank, c in enumerate(order):
             tot, b, v = float(total[c]), int(b_idx[c]), int(v_idx[c])
             if tot == float("-inf"):
                 break  # only bad words left (never kept)
             last_rank = rank
+            rows_b = live_attn[b] + [step_attn[b]] if step_attn is not None else None
             if v == eos:
                 if rank < K:
                     final.append((live[b][0] + [eos], tot, tot / (t ** lp), t, True))
+                    final_attn.append(rows_b)
             else:
                 nxt.append((live[b][0] + [v], tot))
                 nxt_parent.append(b)
+                nxt_attn.append(rows_b)
             if len(nxt) == K:
                 break
         stop = len(final) >= K
@@ -410,13 +452,16 @@ def beam_search(m, src_ids, beam=None, n_best=1, length_penalty=None, factor=2.0
         if stop:
             break
         if t == max_len:
-            for prefix, s in nxt:
+            for (prefix, s), rows_b in zip(nxt, nxt_attn):
                 final.append((prefix, s, s / (t ** lp), t, False))
+                final_attn.append(rows_b)
             break
-        live, parents = nxt, nxt_parent
+        live, parents, live_attn = nxt, nxt_parent, nxt_attn
 
     # sort by score descending; ties: earlier finished first (stable sort)
-    final_sorted = sorted(final, key=lambda f: -f[2])
+    order_f = sorted(range(len(final)), key=lambda i: -final[i][2])
+    final_sorted = [final[i] for i in order_f]
+    attn_sorted = [final_attn[i] for i in order_f]
     if trace is not None:
         scores = [f[2] for f in final_sorted]
         gaps = [scores[i] - scores[i + 1] for i in range(min(n_best, len(scores) - 1))]
@@ -424,10 +469,13 @@ def beam_search(m, src_ids, beam=None, n_best=1, length_penalty=None, factor=2.0
         trace["final_gap"] = min(gaps) if gaps else float("inf")
         trace["max_len"] = max_len
     out = []
-    for prefix, tot, score, length, finished in final_sorted[:n_best]:
+    for (prefix, tot, score, length, finished), rows in zip(final_sorted[:n_best], attn_sorted):
         ids = [i for i in prefix if i != eos] if finished else list(prefix)
+        att = None
+        if attn_layer is not None:
+            att = np.stack(rows, axis=1)                                     # [H, rows, S]
         out.append(Hyp(ids=ids, score=score, logprob=tot, length=length, finished=finished,
-                       text=decode(m, ids)))
+                       text=decode(m, ids), attention=att))
     return out
 
 

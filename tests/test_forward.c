@@ -111,7 +111,7 @@ static void check_activations(at_model *m, const char *dir, const char *name) {
         int S = json_ids(cJSON_GetObjectItem(line, "src_ids"), src, 1024);
         int T = json_ids(cJSON_GetObjectItem(line, "decoder_ids"), dec, 1024);
         trace_ctx ctx = {line, -1, name, li++};
-        CHECK(session_reserve(s, S, T + 1, 1, &err) == AT_OK, "reserve");
+        CHECK(session_reserve(s, 1, S, S, T + 1, 1, &err) == AT_OK, "reserve");
         s->trace = on_trace, s->trace_ctx = &ctx;
         s->attn_layer = -1;
         tf_encode(s, src, S);
@@ -217,6 +217,56 @@ static void check_translations(at_model *m, const char *dir, const char *name) {
     cJSON_Delete(root);
 }
 
+/* The same lines through at_translate_batch, in batches of `bs`: every hypothesis
+ * must equal the reference's, as line by line. */
+static void check_batch(at_model *m, const char *dir, const char *name, int bs) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/translations.json", dir);
+    cJSON *root = load_json(path);
+    if (!root) return;
+    at_session *s = NULL;
+    at_error err = {0};
+    at_session_new(m, &s, &err);
+    const cJSON *lines = cJSON_GetObjectItem(root, "lines"), *set;
+    int n = cJSON_GetArraySize(lines);
+    cJSON_ArrayForEach(set, cJSON_GetObjectItem(root, "settings")) {
+        at_options o = at_default_options(m);
+        o.beam_size = cJSON_GetObjectItem(set, "beam")->valueint;
+        o.n_best = cJSON_GetObjectItem(set, "n_best")->valueint;
+        o.length_penalty = (float)cJSON_GetObjectItem(set, "length_penalty")->valuedouble;
+        for (int start = 0; start < n; start += bs) {
+            int k = n - start < bs ? n - start : bs;
+            const char *texts[64];
+            size_t lens[64];
+            at_result res[64];
+            at_status sts[64];
+            for (int i = 0; i < k; i++) {
+                texts[i] = cJSON_GetObjectItem(cJSON_GetArrayItem(lines, start + i), "src")->valuestring;
+                lens[i] = strlen(texts[i]);
+            }
+            at_status st = at_translate_batch(s, k, texts, lens, &o, res, sts, NULL, &err);
+            CHECK(st == AT_OK, "%s batch: %s", name, err.message);
+            for (int i = 0; st == AT_OK && i < k; i++) {
+                const cJSON *hyps = cJSON_GetObjectItem(
+                    cJSON_GetObjectItem(cJSON_GetArrayItem(lines, start + i), set->string), "hyps");
+                int ok = sts[i] == AT_OK && res[i].n_hyps == cJSON_GetArraySize(hyps);
+                for (int h = 0; ok && h < res[i].n_hyps; h++) {
+                    int32_t ids[2048];
+                    int nid = json_ids(cJSON_GetObjectItem(cJSON_GetArrayItem(hyps, h), "ids"), ids, 2048);
+                    ok = nid == res[i].hyps[h].n_ids &&
+                         !memcmp(ids, res[i].hyps[h].ids, (size_t)nid * sizeof *ids) &&
+                         !strcmp(res[i].hyps[h].text,
+                                 cJSON_GetObjectItem(cJSON_GetArrayItem(hyps, h), "text")->valuestring);
+                }
+                CHECK(ok, "%s %s batch of %d: line %d differs from the reference", name, set->string,
+                      bs, start + i);
+            }
+        }
+    }
+    at_session_free(s);
+    cJSON_Delete(root);
+}
+
 int main(int argc, char **argv) {
     const char *dirs[] = {"tests/fixtures/tiny/A", "tests/fixtures/tiny/B", "tests/fixtures/tiny/C"};
     int n = argc > 1 ? argc - 1 : 3;
@@ -230,6 +280,8 @@ int main(int argc, char **argv) {
         const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
         check_activations(m, dir, name);
         check_translations(m, dir, name);
+        check_batch(m, dir, name, 7);
+        check_batch(m, dir, name, 32);
         at_model_free(m);
     }
     return check_report("test_forward");
