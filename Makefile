@@ -41,8 +41,14 @@ $(BUILD)/lib/%.o: lib/%.c lib/*.h
 $(BUILD)/libattn-translate.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/attn-translate: cmd/attn-translate.c lib/attn_translate.h $(BUILD)/libattn-translate.a
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
+CMD_OBJ = $(BUILD)/cmd/attn-translate.o $(BUILD)/cmd/attnfmt.o
+
+$(BUILD)/cmd/%.o: cmd/%.c cmd/*.h lib/attn_translate.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icmd -c $< -o $@
+
+$(BUILD)/attn-translate: $(CMD_OBJ) $(BUILD)/libattn-translate.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CMD_OBJ) $(BUILD)/libattn-translate.a $(LDLIBS) -lpthread -o $@
 
 attn-translate: $(BUILD)/attn-translate
 	cp $< $@

@@ -335,7 +335,7 @@ static int digits(int x) {
 /* One grid (one shown head) of weights w (n_tgt, n_src). */
 static void text_grid(FILE *f, lbuf *b, const attn_view *v, const float *w, int width, int blocks) {
     int cw = blocks ? 2 : 4;
-    int iw = digits(v->n_tgt > 0 ? v->n_tgt - 1 : 0);
+    int iw = digits(v->n_tgt > 0 ? v->n_tgt - 1 : 0); /* <= 10 */
     int lw = 5;
     for (int i = 0; i < v->n_tgt; i++) {
         unit u[MAX_UNITS];
@@ -380,8 +380,9 @@ static void text_grid(FILE *f, lbuf *b, const attn_view *v, const float *w, int 
             lb_flush(b, f);
         }
         for (int i = 0; i < v->n_tgt; i++) {
-            char num[16];
-            snprintf(num, sizeof num, "%*d ", iw, i);
+            char num[32];
+            lb_spaces(b, iw - digits(i));
+            snprintf(num, sizeof num, "%d ", i);
             lb_str(b, num);
             lb_label(b, v->tgt_tokens[i], lw);
             lb_spaces(b, 1);
@@ -479,8 +480,9 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static void json_number(FILE *f, double x, const char *fmt) {
-    if (isfinite(x)) fprintf(f, fmt, x);
+/* x with `prec` significant digits (fixed: `prec` decimals); null if not finite. */
+static void json_number(FILE *f, double x, int prec, int fixed) {
+    if (isfinite(x)) fprintf(f, fixed ? "%.*f" : "%.*g", prec, x);
     else fputs("null", f);
 }
 
@@ -499,7 +501,7 @@ static void json_matrix(FILE *f, const float *w, int rows, int cols) {
         fputs(i ? ",[" : "[", f);
         for (int j = 0; j < cols; j++) {
             if (j) fputc(',', f);
-            json_number(f, w[(size_t)i * cols + j], "%.6g");
+            json_number(f, w[(size_t)i * cols + j], 6, 0);
         }
         fputc(']', f);
     }
@@ -522,7 +524,7 @@ int attn_write_json(FILE *f, const attn_view *v) {
     fputs(",\"translation\":", f);
     json_string(f, v->translation);
     fputs(",\"score\":", f);
-    json_number(f, v->score, "%.6f");
+    json_number(f, v->score, 6, 1);
     fprintf(f, ",\"layer\":%d,\"head\":", v->layer);
     if (v->head == ATTN_HEAD_MEAN) fputs("\"mean\"", f);
     else if (v->head == ATTN_HEAD_ALL) fputs("\"all\"", f);
@@ -594,13 +596,20 @@ static void xml_text(FILE *f, const char *s, int max_units) {
     }
 }
 
-/* Estimated width in pixels of a label at font size fs, cut to max_units. */
+/* Estimated width in pixels of text at font size fs, cut to max_units code points
+ * (plus the "…"), as xml_text writes it. */
 static double text_px(const char *s, double fs, int max_units) {
-    unit u[MAX_UNITS];
-    int n = split_units(s, u);
-    if (n > max_units) n = max_units + 1;
+    size_t left = s ? strlen(s) : 0;
+    const unsigned char *p = (const unsigned char *)s;
     double w = 0;
-    for (int i = 0; i < n; i++) w += u[i].width == 2 ? fs : 0.62 * fs;
+    for (int n = 0; left; n++) {
+        uint32_t cp;
+        size_t k = utf8_next(p, left, &cp);
+        p += k, left -= k;
+        int cw = n == max_units ? 1 : utf8proc_charwidth((utf8proc_int32_t)shown_cp(cp));
+        w += cw >= 2 ? fs : cw == 1 ? 0.62 * fs : 0;
+        if (n == max_units) break;
+    }
     return w;
 }
 
@@ -624,13 +633,18 @@ int attn_write_svg_file(FILE *f, const attn_view *v) {
         double w = text_px(v->tgt_tokens[i], fs, LABEL_UNITS) + 10;
         if (w > lab_left) lab_left = w;
     }
+    if (lab_left < 6 * fs) lab_left = 6 * fs; /* room for the axis names */
     double title_h = 3 * line_h + 8, panel_title = P > 1 ? line_h + 4 : 0;
     double grid_h = T * c, bar_h = grid_h > 160 ? grid_h : 160;
     double panel_h = panel_title + lab_top + grid_h + 16;
     double x0 = margin + lab_left, bar_x = x0 + S * c + 24;
     double width = bar_x + 16 + 50 + margin;
-    double tw = margin * 2 + 0.62 * fs * TITLE_UNITS;
-    if (T == 0 && width < tw) width = tw;
+    double tw = 2 * margin + 13 * fs + text_px(v->translation, fs, TITLE_UNITS);
+    double ts = 2 * margin + 8 * fs + text_px(v->source, fs, TITLE_UNITS);
+    double th = 2 * margin + 34 * fs; /* the first line, at most */
+    if (width < tw) width = tw;
+    if (width < ts) width = ts;
+    if (width < th) width = th;
     double height = margin + title_h + P * panel_h + margin;
     double bar_end = margin + title_h + panel_title + lab_top + bar_h + 16 + margin;
     if (T > 0 && height < bar_end) height = bar_end;
@@ -677,8 +691,9 @@ int attn_write_svg_file(FILE *f, const attn_view *v) {
         double y0 = py + panel_title + lab_top;
         if (k == 0) first_grid_y = y0;
         fprintf(f, "<g class=\"panel\" data-head=\"%d\">\n", P > 1 ? k : v->head);
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#666666\">target \\ source</text>\n",
-                x0 - 6, y0 - 6);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#666666\">source \xe2\x86\x92</text>\n"
+                   "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#666666\">target \xe2\x86\x93</text>\n",
+                x0 - 6, y0 - 6 - line_h, x0 - 6, y0 - 6);
         for (int j = 0; j < S; j++) {
             fprintf(f, "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" dy=\"0.35em\">", x0 + (j + 0.5) * c,
                     y0 - 5);
@@ -716,7 +731,7 @@ int attn_write_svg_file(FILE *f, const attn_view *v) {
     }
     /* colour scale beside the first panel */
     fprintf(f, "<g class=\"scale\">\n<text x=\"%.1f\" y=\"%.1f\" fill=\"#444444\">weight</text>\n",
-            bar_x, first_grid_y - 6);
+            bar_x, first_grid_y - 0.6 * fs - 6);
     fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"16\" height=\"%.1f\" fill=\"url(#scale)\" "
                "stroke=\"#808080\" stroke-width=\"1\"/>\n", bar_x, first_grid_y, bar_h);
     for (int k = 0; k <= 4; k++) {

@@ -2,11 +2,12 @@
 # Installs everything attn-translate needs from Debian's packages:
 #   build:  a C compiler, OpenBLAS, cJSON, utf8proc
 #   tests:  SentencePiece tools (golden tokenizer checks), PyTorch + numpy (the reference),
+#           GNU parallel (sharding test),
 #           clang (sanitizer and fuzz builds), chromium (renders the attention heatmap)
 # Usage: scripts/install-deps.sh [--build-only]
 set -euo pipefail
 build=(build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev)
-test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece)
+test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel)
 pkgs=("${build[@]}")
 [ "${1:-}" = "--build-only" ] || pkgs+=("${test[@]}")
 missing=()

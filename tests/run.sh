@@ -35,6 +35,7 @@ run test_tokenizer "$BUILD/tests/test_tokenizer"
 run test_model "$BUILD/tests/test_model"
 run test_forward "$BUILD/tests/test_forward"
 run test_cli tests/test_cli.sh "$BUILD/attn-translate"
+run test_batch tests/test_batch.sh "$BUILD/attn-translate"
 if [ -d ../shared/data/dev ] && command -v spm_encode >/dev/null; then
     TOKCHECK="$BUILD/tests/tokcheck" PYTHON="$PYTHON" run tokenizer_dev_check tests/tokenizer_dev_check.sh
 else
