@@ -742,15 +742,18 @@ int main(int argc, char **argv) {
             fprintf(stderr, "attn-translate: no default model was found (looked for models/%s beside "
                             "the binary, then %s/%s); give one with -m DIR or $ATTN_TRANSLATE_MODEL\n",
                     DEFAULT_MODEL, AT_DATADIR, DEFAULT_MODEL);
+        free(c.inputs);
         return EXIT_FATAL;
     }
     const at_config *cfg = at_model_config(model);
     ctx x = {.c = &c, .model = model, .opts = at_default_options(model)};
+    int status = 0;
     if (c.beam > 0) x.opts.beam_size = c.beam;
     if (c.n_best > x.opts.beam_size) {
         fprintf(stderr, "attn-translate: --n-best %d exceeds the beam size %d\n", c.n_best,
                 x.opts.beam_size);
-        return EXIT_USAGE;
+        status = EXIT_USAGE;
+        goto done;
     }
     x.opts.n_best = c.n_best;
     if (c.have_lp) x.opts.length_penalty = c.length_penalty;
@@ -762,25 +765,29 @@ int main(int argc, char **argv) {
         if (layer >= cfg->decoder_layers) {
             fprintf(stderr, "attn-translate: --attn-layer %d: the model has %d decoder layers\n",
                     c.attn_layer, cfg->decoder_layers);
-            return EXIT_USAGE;
+            status = EXIT_USAGE;
+            goto done;
         }
         if (c.attn_head >= cfg->decoder_heads) {
             fprintf(stderr, "attn-translate: --attn-head %d: the model has %d heads\n", c.attn_head,
                     cfg->decoder_heads);
-            return EXIT_USAGE;
+            status = EXIT_USAGE;
+            goto done;
         }
         x.opts.attention_layer = layer;
         if (c.batch_size > 8) c.batch_size = 8; /* attention capture memory grows with the batch */
     }
     if (c.attn == ATTN_SVG && c.attn_dir && mkdir(c.attn_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "attn-translate: %s: %s\n", c.attn_dir, strerror(errno));
-        return EXIT_FATAL;
+        status = EXIT_FATAL;
+        goto done;
     }
     x.sessions = calloc((size_t)c.threads, sizeof *x.sessions);
     for (int i = 0; x.sessions && i < c.threads; i++)
         if (at_session_new(model, &x.sessions[i], &err) != AT_OK) {
             fprintf(stderr, "attn-translate: %s\n", err.message);
-            return EXIT_FATAL;
+            status = EXIT_FATAL;
+            goto done;
         }
 
     struct sigaction sa = {0};
@@ -790,11 +797,14 @@ int main(int argc, char **argv) {
 
     stats stt = {0};
     clock_gettime(CLOCK_MONOTONIC, &stt.start);
-    int status = 0;
     if (c.n_inputs == 0) {
         FILE *out = stdout;
-        if (c.output && !(out = open_output(c.output))) return EXIT_FATAL;
-        int rc = translate_stream(&x, stdin, "<stdin>", out, &stt, c.threads);
+        int rc = 0;
+        if (c.output && !(out = open_output(c.output))) {
+            status = EXIT_FATAL;
+            goto done;
+        }
+        rc = translate_stream(&x, stdin, "<stdin>", out, &stt, c.threads);
         if (c.output) rc |= close_output(out, c.output, !rc && !interrupted);
         if (rc) status = EXIT_FATAL;
     }
@@ -831,6 +841,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "attn-translate: error writing standard output: %s\n", strerror(errno));
         status = EXIT_FATAL;
     }
+done:
     for (int i = 0; x.sessions && i < c.threads; i++) at_session_free(x.sessions[i]);
     free(x.sessions);
     free(c.inputs);

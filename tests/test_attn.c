@@ -432,6 +432,12 @@ static void check_json_text(const cJSON *schema) {
     CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "attention")) == 0, "empty attention");
     cJSON_Delete(j);
 
+    /* a bare view (a line that could not be translated): no tokens at all */
+    attn_view vz = {.line = 10, .source = "x\xff", .translation = ""};
+    j = json_of(&vz, schema, "bare view");
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "src_tokens")) == 0, "bare view tokens");
+    cJSON_Delete(j);
+
     /* the text writer survives the same input and writes valid UTF-8 */
     FILE *f = tmpfile();
     if (f) {
