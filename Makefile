@@ -20,8 +20,8 @@ BUILD   ?= build
 
 LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/transformer.c lib/translate.c
 LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
-TESTS   = test_tokenizer test_model test_forward
-TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck
+TESTS   = test_tokenizer test_model test_forward test_attn
+TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/attn_svg_demo
 
 # Debian packages for building and testing (a no-op once installed)
 deps:
@@ -56,6 +56,11 @@ attn-translate: $(BUILD)/attn-translate
 $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libattn-translate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
+
+# tests linked with the CLI's formatting code (cmd/attnfmt.c)
+$(BUILD)/tests/test_attn $(BUILD)/tests/attn_svg_demo: $(BUILD)/tests/%: tests/%.c tests/check.h cmd/attnfmt.h $(BUILD)/cmd/attnfmt.o $(BUILD)/libattn-translate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icmd $(LDFLAGS) $< $(BUILD)/cmd/attnfmt.o $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
 
 # The public header must compile alone, as C and as C++.
 check-header:

@@ -443,7 +443,10 @@ static char *format_unit(ctx *x, const unit *u, long lineno, const at_result *r)
     }
     if (c->attn == ATTN_TEXT) {
         struct winsize ws;
-        int width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col : 100;
+        const char *cols = getenv("COLUMNS");
+        int width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col
+                    : cols && atoi(cols) > 0                                 ? atoi(cols)
+                                                                             : 100;
         attn_write_text(f, &v, width, isatty(STDOUT_FILENO));
     } else if (c->attn == ATTN_SVG && v.n_tgt > 0) {
         char path[PATH_MAX];
@@ -547,7 +550,8 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
         st->lines++;
         if (u >= ck->n_units || ck->units[u].line != i) { /* a blank line: kept as is */
             if (c->attn == ATTN_JSON) {
-                attn_view v = {.line = lineno, .source = ck->lines[i], .translation = ""};
+                attn_view v = {.line = lineno, .source = ck->lines[i], .translation = ck->lines[i],
+                               .layer = x->opts.attention_layer, .head = c->attn_head};
                 attn_write_json(out, &v);
             } else if (c->n_best > 1) {
                 fprintf(out, "%ld ||| %s ||| 0\n", lineno - 1, ck->lines[i]);
@@ -569,7 +573,8 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
             if (c->on_error == ON_ERROR_FAIL) return -1;
             const char *text = c->on_error == ON_ERROR_COPY ? ck->lines[i] : "";
             if (c->attn == ATTN_JSON) {
-                attn_view v = {.line = lineno, .source = ck->lines[i], .translation = text};
+                attn_view v = {.line = lineno, .source = ck->lines[i], .translation = text,
+                               .layer = x->opts.attention_layer, .head = c->attn_head};
                 attn_write_json(out, &v);
             } else if (c->n_best > 1) {
                 fprintf(out, "%ld ||| %s ||| 0\n", lineno - 1, text);

@@ -34,12 +34,19 @@ run() {   # run NAME COMMAND...
 run test_tokenizer "$BUILD/tests/test_tokenizer"
 run test_model "$BUILD/tests/test_model"
 run test_forward "$BUILD/tests/test_forward"
+run test_attn "$BUILD/tests/test_attn"
 run test_cli tests/test_cli.sh "$BUILD/attn-translate"
 run test_batch tests/test_batch.sh "$BUILD/attn-translate"
 if [ -d ../shared/data/dev ] && command -v spm_encode >/dev/null; then
     TOKCHECK="$BUILD/tests/tokcheck" PYTHON="$PYTHON" run tokenizer_dev_check tests/tokenizer_dev_check.sh
 else
     echo "tokenizer_dev_check: not run (needs ../shared and spm_encode)"
+fi
+if command -v chromium > /dev/null; then
+    run test_attn_render tests/test_attn_render.sh "$BUILD/tests/attn_svg_demo"
+else
+    echo "test_attn_render: 0 passed, 1 failed (chromium is not installed: scripts/install-deps.sh)"
+    total_fail=$((total_fail + 1))
 fi
 if [ "$no_python" = 0 ]; then
     run test_reference "$PYTHON" tests/test_reference.py

@@ -94,5 +94,17 @@ else
     bad "no translations.json fixture"
 fi
 
+# attention dumps never change the translation
+printf 'Hello.\n\nGood night.\n\xff\n' > "$tmp/ain"
+tr_ -q < "$tmp/ain" > "$tmp/plain"
+tr_ -q --show-attn --attn-format json < "$tmp/ain" > "$tmp/j"
+check "--attn-format json: one JSON object per input line" '[ $(lines "$tmp/j") -eq 4 ]'
+check "json translations equal plain output" '"$PY" -c "import json,sys; t=[json.loads(l)[\"translation\"] for l in open(sys.argv[1])]; p=open(sys.argv[2], encoding=\"utf-8\", errors=\"replace\").read().split(\"\\n\")[:4]; sys.exit(0 if t[:3]==p[:3] else 1)" "$tmp/j" "$tmp/plain"'
+tr_ --align < "$tmp/ain" > "$tmp/al" 2> /dev/null
+check "--align: 'translation ||| s-t ...' per line" '[ $(lines "$tmp/al") -eq 4 ] && [ "$(sed -n 1p "$tmp/al" | sed "s/ |||.*//")" = "$(sed -n 1p "$tmp/plain")" ] && sed -n 1p "$tmp/al" | grep -qE "\|\|\| ([0-9]+-[0-9]+ ?)+$"'
+tr_ -q --attn-format svg --attn-dir "$tmp/svg" < "$tmp/ain" > "$tmp/s"
+check "--attn-format svg: translations on stdout, pictures in --attn-dir" 'cmp -s "$tmp/s" "$tmp/plain" && [ -f "$tmp/svg/line-000001.svg" ] && [ -f "$tmp/svg/line-000003.svg" ]'
+tr_ --show-attn --attn-layer 9 < /dev/null 2> /dev/null; check "--attn-layer out of range: exit 2" '[ $? -eq 2 ]'
+
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
