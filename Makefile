@@ -20,8 +20,10 @@ BUILD   ?= build
 
 LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/transformer.c lib/translate.c
 LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
+FUZZ_TARGETS = tokenizer vocab header translate
 TESTS   = test_tokenizer test_model test_forward test_attn
-TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/attn_svg_demo
+TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/attn_svg_demo \
+           $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
 # Debian packages for building and testing (a no-op once installed)
 deps:
@@ -30,7 +32,7 @@ deps:
 setup: deps
 	$(MAKE) all
 
-.PHONY: deps setup all test asan asan-test bench clean install uninstall check-header
+.PHONY: fuzz fuzz-run deps setup all test asan asan-test bench clean install uninstall check-header
 
 all: attn-translate
 
@@ -80,20 +82,48 @@ asan-test: asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  BUILD=build/asan PYTHON=$(PYTHON) tests/run.sh --no-python
 
+# ---- fuzzing (clang + libFuzzer). `make fuzz` builds; `make fuzz-run FUZZ_SECONDS=600`
+# runs each target in turn on fuzz/corpus/NAME and keeps new interesting inputs there.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIB_SRC) lib/*.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -Ilib -Ifuzz $< $(LIB_SRC) $(LDLIBS) -o $@
+
+fuzz-run: fuzz
+	for t in $(FUZZ_TARGETS); do mkdir -p fuzz/corpus/$$t build/fuzz/new-$$t; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	    -artifact_prefix=fuzz/corpus/$$t/crash- build/fuzz/new-$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+# the committed corpus replayed without libFuzzer, by make test
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(BUILD)/libattn-translate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ifuzz $(LDFLAGS) $< fuzz/replay.c $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
+
 bench: attn-translate
 	$(PYTHON) scripts/bench.py
 
+MANDIR ?= $(PREFIX)/share/man
+
 install: attn-translate $(BUILD)/libattn-translate.a
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(MANDIR)/man1
 	install -m 755 attn-translate $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/libattn-translate.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 lib/attn_translate.h $(DESTDIR)$(PREFIX)/include/
+	sed 's|@PREFIX@|$(PREFIX)|' attn-translate.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/attn-translate.pc
+	install -m 644 attn-translate.1 $(DESTDIR)$(MANDIR)/man1/
 	if [ -f models/en-fr/model.json ]; then install -d $(DESTDIR)$(DATADIR)/en-fr && \
-	  install -m 644 models/en-fr/* $(DESTDIR)$(DATADIR)/en-fr/; fi
+	  install -m 644 models/en-fr/model.json models/en-fr/model.bin models/en-fr/vocab.json \
+	    $(DESTDIR)$(DATADIR)/en-fr/; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/attn-translate $(DESTDIR)$(PREFIX)/lib/libattn-translate.a \
-	  $(DESTDIR)$(PREFIX)/include/attn_translate.h
+	  $(DESTDIR)$(PREFIX)/include/attn_translate.h \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/attn-translate.pc $(DESTDIR)$(MANDIR)/man1/attn-translate.1
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

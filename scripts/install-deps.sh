@@ -2,12 +2,13 @@
 # Installs everything attn-translate needs from Debian's packages:
 #   build:  a C compiler, OpenBLAS, cJSON, utf8proc
 #   tests:  SentencePiece tools (golden tokenizer checks), PyTorch + numpy (the reference),
-#           GNU parallel (sharding test),
+#           GNU parallel (sharding test), valgrind + time (leaks, memory growth),
+#           clang (libFuzzer: make fuzz),
 #           clang (sanitizer and fuzz builds), chromium (renders the attention heatmap)
 # Usage: scripts/install-deps.sh [--build-only]
 set -euo pipefail
 build=(build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev)
-test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel chromium)
+test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel chromium valgrind time clang)
 pkgs=("${build[@]}")
 [ "${1:-}" = "--build-only" ] || pkgs+=("${test[@]}")
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test program and script; each ends with "NAME: N passed, N failed".
 # Prints the sum as the last line. Usage: tests/run.sh [--no-python]
+# (--no-python, for sanitizer builds: skips the Python tests, valgrind and the install test)
 # Environment: BUILD (default build), PYTHON (default /usr/bin/python3).
 set -u
 cd "$(dirname "$0")/.."
@@ -35,8 +36,12 @@ run test_tokenizer "$BUILD/tests/test_tokenizer"
 run test_model "$BUILD/tests/test_model"
 run test_forward "$BUILD/tests/test_forward"
 run test_attn "$BUILD/tests/test_attn"
+for t in tokenizer vocab header translate; do
+    run "fuzz_corpus_$t" "$BUILD/fuzz/replay_$t" "fuzz_corpus_$t" "fuzz/corpus/$t"
+done
 run test_cli tests/test_cli.sh "$BUILD/attn-translate"
 run test_batch tests/test_batch.sh "$BUILD/attn-translate"
+run test_bad_input tests/test_bad_input.sh "$BUILD/attn-translate"
 if [ -d ../shared/data/dev ] && command -v spm_encode >/dev/null; then
     TOKCHECK="$BUILD/tests/tokcheck" PYTHON="$PYTHON" run tokenizer_dev_check tests/tokenizer_dev_check.sh
 else
@@ -51,6 +56,8 @@ fi
 if [ "$no_python" = 0 ]; then
     run test_reference "$PYTHON" tests/test_reference.py
     run test_convert "$PYTHON" tests/test_convert.py
+    run test_leaks tests/test_leaks.sh "$BUILD/attn-translate"
+    run test_install tests/test_install.sh
 fi
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

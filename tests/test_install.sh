@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# test_install.sh — make install into a temporary DESTDIR, translate from there (the
+# installed binary finds the model installed beside it), build a program against the
+# installed header and library through pkg-config, then make uninstall removes it all.
+set -u
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1" >&2; fi; }
+D="$tmp/root" P=/usr/local
+make -s install PREFIX=$P DESTDIR="$D" > "$tmp/log" 2>&1; rc=$?
+check "make install" '[ $rc -eq 0 ] || { cat "$tmp/log" >&2; false; }'
+for f in bin/attn-translate lib/libattn-translate.a include/attn_translate.h \
+         lib/pkgconfig/attn-translate.pc share/man/man1/attn-translate.1; do
+    check "installed $f" '[ -f "$D$P/$f" ]'
+done
+# the default model: installed into the data dir, or stand-in with the tiny test model
+if [ ! -f "$D$P/share/attn-translate/en-fr/model.json" ]; then
+    mkdir -p "$D$P/share/attn-translate/en-fr"
+    cp tests/fixtures/tiny/A/model.json tests/fixtures/tiny/A/model.bin tests/fixtures/tiny/A/vocab.json \
+       "$D$P/share/attn-translate/en-fr/"
+fi
+out=$(cd / && echo "Hello." | env -u ATTN_TRANSLATE_MODEL "$D$P/bin/attn-translate" 2>&1); rc=$?
+check "installed binary finds its installed model and translates" '[ $rc -eq 0 ] && [ -n "$out" ]'
+check "man page renders" 'man -l "$D$P/share/man/man1/attn-translate.1" > /dev/null 2>&1 || groff -man -Tutf8 "$D$P/share/man/man1/attn-translate.1" > /dev/null'
+cat > "$tmp/prog.c" <<'CEOF'
+#include <attn_translate.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    at_model *m; at_session *s; at_error e; at_result r;
+    if (argc < 2 || at_model_load(argv[1], &m, &e) != AT_OK) return 1;
+    if (at_session_new(m, &s, &e) != AT_OK) return 1;
+    if (at_translate(s, "Hello.", 6, NULL, &r, &e) != AT_OK) return 1;
+    printf("%s\n", r.hyps[0].text);
+    at_session_free(s); at_model_free(m);
+    return 0;
+}
+CEOF
+flags=$(PKG_CONFIG_PATH="$D$P/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D" pkg-config --cflags --libs --static attn-translate 2>&1)
+cc "$tmp/prog.c" $flags -o "$tmp/prog" 2> "$tmp/cc.log"; rc=$?
+check "a program builds against the installed library (pkg-config)" '[ $rc -eq 0 ] || { cat "$tmp/cc.log" >&2; false; }'
+check "and translates" '"$tmp/prog" tests/fixtures/tiny/A > /dev/null'
+make -s uninstall PREFIX=$P DESTDIR="$D" > /dev/null 2>&1
+left=$(find "$D" -type f | wc -l)
+check "make uninstall removes every installed file" '[ "$left" -eq 0 ] || { find "$D" -type f >&2; false; }'
+echo "test_install: $pass passed, $fail failed"
+[ $fail -eq 0 ]
