@@ -68,7 +68,13 @@ void nn_softmax(float *x, int n) {
 double nn_logsumexp(const float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    /* float exponentials (vectorised), summed in 8 float lanes, then in double */
+    float lane[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) lane[k] += expf(x[i + k] - mx);
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)(x[i] - mx));
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    for (; i < n; i++) sum += expf(x[i] - mx);
     return (double)mx + log(sum);
 }

@@ -204,8 +204,15 @@ static void beam_step(at_session *s, at_sent *st, int t, const at_options *o) {
         float *row = s->logits + (size_t)(st->row0 + b) * V;
         for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
         double base = st->live[b].sum - nn_logsumexp(row, V);
-        for (int v = 0; v < V; v++)
-            if (row[v] != -INFINITY) cand_push(s->cand, &ncand, cap, base + row[v], b, v);
+        /* only logits that can still enter the top 2K reach cand_push, which decides
+         * exactly in double; the float threshold errs on the side of letting one in */
+        float floor_logit = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            if (!(row[v] > floor_logit)) continue;
+            cand_push(s->cand, &ncand, cap, base + row[v], b, v);
+            if (ncand == cap)
+                floor_logit = nextafterf((float)(s->cand[cap - 1].total - base), -INFINITY);
+        }
     }
     int n_next = 0;
     for (int r = 0; r < ncand && n_next < K; r++) {
