@@ -25,11 +25,12 @@ TESTS   = test_tokenizer test_model test_forward test_attn
 TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/attn_svg_demo \
            $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
-# Debian packages for building and testing (a no-op once installed)
+# Debian packages (a no-op once installed): setup needs the build ones, test all of them
 deps:
 	@scripts/install-deps.sh
 
-setup: deps
+setup:
+	@scripts/install-deps.sh --build-only
 	$(MAKE) all
 
 .PHONY: fuzz fuzz-run deps setup all test asan asan-test bench clean install uninstall check-header
