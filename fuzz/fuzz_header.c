@@ -1,10 +1,12 @@
 /* fuzz_header.c — arbitrary bytes as model.json beside the tiny test model's real
  * model.bin and vocab.json; or, when the input starts with 'B', as a patch of
- * model.bin bytes under the real header. Loading succeeds or names the problem. */
+ * model.bin bytes under the real header. Loading succeeds or names the problem, and a
+ * model that loads translates a line (or says why not: weights that overflow float). */
 #define _GNU_SOURCE
 #include "attn_translate.h"
 #include "fuzz.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +81,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             o.beam_size = 2;
             o.max_input_tokens = o.max_input_tokens < 32 ? o.max_input_tokens : 32;
             o.max_length_factor = 1.0f, o.max_length_extra = 2;
-            at_translate(s, "Hello world.", 12, &o, &r, &err);
+            at_status ts = at_translate(s, "Hello world.", 12, &o, &r, &err);
+            /* FORMAT: weights that overflow float give non-finite scores */
+            FUZZ_ASSERT(ts == AT_OK || ts == AT_ERR_FORMAT || ts == AT_ERR_TOO_LONG ||
+                        ts == AT_ERR_NOMEM);
+            if (ts == AT_OK) { /* what the CLI prints: every hypothesis, finite scores */
+                FUZZ_ASSERT(r.n_hyps >= 1);
+                for (int k = 0; k < r.n_hyps; k++)
+                    FUZZ_ASSERT(r.hyps[k].text && strlen(r.hyps[k].text) < 65536 &&
+                                isfinite(r.hyps[k].score));
+            }
             at_session_free(s);
         }
         at_model_free(m);

@@ -7,6 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static void count_piece(void *ctx, const char *piece, size_t len, int32_t id) {
+    (void)piece, (void)id;
+    FUZZ_ASSERT(len > 0);
+    ++*(size_t *)ctx;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cJSON *root = cJSON_ParseWithLength((const char *)data, size);
     if (!root) return 0;
@@ -23,6 +29,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char out[4096];
         size_t len;
         if (st == AT_OK) at_vocab_decode(v, ids, n, out, sizeof out, &len, &err);
+        /* the target SPM, and every id through the detokenizer */
+        FUZZ_ASSERT(at_vocab_encode_pieces(v, 1, text, sizeof text - 1, count_piece, &n, &err) ==
+                    AT_OK);
+        int V = at_vocab_size(v);
+        for (int32_t id = 0; id < V && id < 4096; id++) {
+            st = at_vocab_decode(v, &id, 1, out, sizeof out, &len, &err);
+            FUZZ_ASSERT(st == AT_OK || st == AT_ERR_TOO_LONG);
+        }
     } else {
         FUZZ_ASSERT(v == NULL && err.message[0]);
     }

@@ -42,6 +42,11 @@ enum piece_type {
 
 enum norm_kind { NORM_IDENTITY, NORM_NFKC, NORM_NMT_NFKC };
 
+/* The longest piece accepted, in bytes. The tries are built recursively, one level per
+ * byte, so an unbounded piece would overflow the stack (a 100 KB piece did); SentencePiece's
+ * trainer caps pieces at 512 characters, i.e. 2048 bytes. */
+#define AT_MAX_PIECE_BYTES 2048
+
 /* A static byte trie: children of a node are contiguous and sorted by label. */
 typedef struct trie_node {
     uint32_t child;   /* index of the first child */
@@ -1094,6 +1099,11 @@ static at_status load_spm(at_vocab *v, spm *sp, const cJSON *obj, const char *wh
         size_t l = strlen(s->valuestring);
         if (l == 0) {
             st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] is an empty piece", where, i);
+            goto done;
+        }
+        if (l > AT_MAX_PIECE_BYTES) {
+            st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] is %zu bytes long; the limit is %d",
+                         where, i, l, AT_MAX_PIECE_BYTES);
             goto done;
         }
         if (utf8_check(s->valuestring, l) != l) {

@@ -136,7 +136,9 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
 
 at_options at_default_options(const at_model *m) {
     at_options o;
-    o.beam_size = m ? m->cfg.num_beams : 4;
+    /* the loader accepts generation.num_beams up to 256; beam search takes at most
+     * AT_MAX_BEAM, so a model asking for more would fail every line by default */
+    o.beam_size = m ? (m->cfg.num_beams < AT_MAX_BEAM ? m->cfg.num_beams : AT_MAX_BEAM) : 4;
     o.n_best = 1;
     o.length_penalty = m ? m->cfg.length_penalty : 1.0f;
     o.max_length_factor = 2.0f;
@@ -203,7 +205,14 @@ static void beam_step(at_session *s, at_sent *st, int t, const at_options *o) {
     for (int b = 0; b < st->n_live; b++) {
         float *row = s->logits + (size_t)(st->row0 + b) * V;
         for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
-        double base = st->live[b].sum - nn_logsumexp(row, V);
+        double lse = nn_logsumexp(row, V);
+        if (!isfinite(lse)) {
+            /* NaN or infinite logits (finite weights whose products overflow float):
+             * no hypothesis; at_translate_batch reports the line as failed */
+            st->n_final = 0, st->done = 1;
+            return;
+        }
+        double base = st->live[b].sum - lse;
         /* only logits that can still enter the top 2K reach cand_push, which decides
          * exactly in double; the float threshold errs on the side of letting one in */
         float floor_logit = -INFINITY;
@@ -473,6 +482,12 @@ at_status at_translate_batch(at_session *s, int n, const char *const *texts, con
             continue;
         }
         const at_sent *se = &s->sents[b];
+        if (se->n_final == 0) { /* beam_step met non-finite scores */
+            statuses[i] = at_fail(errors ? &errors[i] : NULL, AT_ERR_FORMAT,
+                                  "the model computed non-finite scores (NaN or infinity) for "
+                                  "this line: its weights overflow float32");
+            continue;
+        }
         hy = s->hyps + (size_t)b * s->cap_K;
         r->src_ids = s->src_ids + se->src_off;
         r->hyps = hy;

@@ -42,14 +42,57 @@ check "invalid line copied through unchanged" '[ "$(sed -n 2p "$tmp/out1" | od -
 
 # models: missing, a directory without model.json, another format version
 "$BIN" -m "$tmp/none" < /dev/null 2> "$tmp/e"; rc=$?
-check "missing model: exit 1, one line naming it" '[ $rc -eq 1 ] && grep -q "$tmp/none" "$tmp/e"'
+check "missing model: exit 1, one line naming it" '[ $rc -eq 1 ] && [ "$(wc -l < "$tmp/e")" -eq 1 ] && grep -q "$tmp/none" "$tmp/e"'
 mkdir "$tmp/empty"
 "$BIN" -m "$tmp/empty" < /dev/null 2> "$tmp/e"; rc=$?
-check "directory without model.json: exit 1, names the file" '[ $rc -eq 1 ] && grep -q "model.json" "$tmp/e"'
+check "directory without model.json: exit 1, one line naming the file" '[ $rc -eq 1 ] && [ "$(wc -l < "$tmp/e")" -eq 1 ] && grep -q "$tmp/empty/model.json" "$tmp/e"'
 mkdir "$tmp/v2"; cp "$MODEL"/model.bin "$MODEL"/vocab.json "$tmp/v2/"
 sed 's/"version": *1/"version": 2/' "$MODEL/model.json" > "$tmp/v2/model.json"
 "$BIN" -m "$tmp/v2" < /dev/null 2> "$tmp/e"; rc=$?
-check "model of another format version: exit 1, says so" '[ $rc -eq 1 ] && grep -q "version 2 is not supported" "$tmp/e"'
+check "model of another format version: exit 1, one line naming the file" '[ $rc -eq 1 ] && [ "$(wc -l < "$tmp/e")" -eq 1 ] && grep -q "v2/model.json.*version 2 is not supported" "$tmp/e"'
+
+# a vocab.json with a 200 KB piece (it overflowed the stack while the trie was built)
+mkdir "$tmp/longpiece"; cp "$MODEL"/model.json "$MODEL"/model.bin "$tmp/longpiece/"
+"$PY" - "$MODEL/vocab.json" "$tmp/longpiece/vocab.json" <<'PYEOF'
+import json, sys
+v = json.load(open(sys.argv[1]))
+v["source"]["pieces"].append(["x" * 200000, -5.0, "normal"])
+json.dump(v, open(sys.argv[2], "w"))
+PYEOF
+echo "Hello." | "$BIN" -m "$tmp/longpiece" > /dev/null 2> "$tmp/e"; rc=$?
+check "vocab with a 200 KB piece: exit 1 (got $rc), names the file" \
+    '[ $rc -eq 1 ] && grep -q "vocab.json.*bytes long" "$tmp/e"'
+
+# finite weights whose products overflow float (NaN logits): every line fails, is copied,
+# and says why; before the fix the CLI read a hypothesis that did not exist (SIGSEGV)
+mkdir "$tmp/overflow"; cp "$MODEL"/model.json "$MODEL"/vocab.json "$tmp/overflow/"
+"$PY" - "$MODEL/model.json" "$MODEL/model.bin" "$tmp/overflow/model.bin" <<'PYEOF'
+import json, struct, sys
+h = json.load(open(sys.argv[1]))
+b = bytearray(open(sys.argv[2], "rb").read())
+t = h["tensors"]["decoder.layers.1.self_attn_layer_norm.weight"]
+for k in range(t["offset"], t["offset"] + t["nbytes"], 4):
+    struct.pack_into("<f", b, k, 3e38 if struct.unpack_from("<f", b, k)[0] >= 0 else -3e38)
+open(sys.argv[3], "wb").write(b)
+PYEOF
+for beam in 1 3; do
+    printf 'Hello world.\nThe cat.\n' | "$BIN" -m "$tmp/overflow" -b $beam > "$tmp/o" 2> "$tmp/e"; rc=$?
+    check "overflowing weights, beam $beam: exit 3 (got $rc), lines copied, reason given" \
+        '[ $rc -eq 3 ] && [ "$(cat "$tmp/o")" = "$(printf "Hello world.\nThe cat.")" ] && grep -q "non-finite" "$tmp/e"'
+done
+
+# generation.num_beams above the engine's limit of 64 (the loader takes up to 256): the
+# default beam is capped instead of every line failing with "beam size 100 is outside"
+mkdir "$tmp/beams"; cp "$MODEL"/model.bin "$MODEL"/vocab.json "$tmp/beams/"
+"$PY" - "$MODEL/model.json" "$tmp/beams/model.json" <<'PYEOF'
+import json, sys
+h = json.load(open(sys.argv[1]))
+h.setdefault("generation", {})["num_beams"] = 100
+json.dump(h, open(sys.argv[2], "w"))
+PYEOF
+echo "Hello." | "$BIN" -m "$tmp/beams" -q > "$tmp/o" 2> "$tmp/e"; rc=$?
+check "model with num_beams 100 translates with the capped default (exit $rc)" \
+    '[ $rc -eq 0 ] && [ -s "$tmp/o" ]'
 
 echo "test_bad_input: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -23,7 +23,9 @@ if [ ! -f "$D$P/share/attn-translate/en-fr/model.json" ]; then
 fi
 out=$(cd / && echo "Hello." | env -u ATTN_TRANSLATE_MODEL "$D$P/bin/attn-translate" 2>&1); rc=$?
 check "installed binary finds its installed model and translates" '[ $rc -eq 0 ] && [ -n "$out" ]'
-check "man page renders" 'man -l "$D$P/share/man/man1/attn-translate.1" > /dev/null 2>&1 || groff -man -Tutf8 "$D$P/share/man/man1/attn-translate.1" > /dev/null'
+man1="$D$P/share/man/man1/attn-translate.1"
+check "man page renders without warnings" \
+    '[ -z "$(groff -man -Tutf8 -ww "$man1" 2>&1 > /dev/null)" ] && { ! command -v man > /dev/null || [ -n "$(MANWIDTH=80 man -l "$man1" 2> /dev/null)" ]; }'
 cat > "$tmp/prog.c" <<'CEOF'
 #include <attn_translate.h>
 #include <stdio.h>
