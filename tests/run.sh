@@ -56,6 +56,8 @@ fi
 if [ "$no_python" = 0 ]; then
     run test_reference "$PYTHON" tests/test_reference.py
     run test_convert "$PYTHON" tests/test_convert.py
+    run test_eval "$PYTHON" tests/test_eval.py
+    run test_train_smoke tests/test_train_smoke.sh
     run test_leaks tests/test_leaks.sh "$BUILD/attn-translate"
     run test_install tests/test_install.sh
 fi

@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+"""Self-test of scripts/eval.py (BLEU / chrF2, sacreBLEU 2.x compatible).
+
+Expected values are either computed by hand (shown next to each case) or sacreBLEU's own
+documented output (README example: BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio =
+0.944 hyp_len = 17 ref_len = 18), chrF2 = 59.73).
+Prints "test_eval: N passed, N failed"; exit status 1 on any failure.
+"""
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EVAL = os.path.join(HERE, "..", "scripts", "eval.py")
+spec = importlib.util.spec_from_file_location("at_eval", EVAL)
+ev = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ev)
+
+passed = failed = 0
+
+
+def check(name, got, want, tol=0.005):
+    global passed, failed
+    ok = (got == want) if isinstance(want, (str, list, tuple)) else abs(got - want) <= tol
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name}: got {got!r}, want {want!r}")
+
+
+# --- tokenizer 13a ------------------------------------------------------------------
+check("13a punct", ev.tokenize_13a("Hello, world."), "Hello , world .")
+check("13a numbers", ev.tokenize_13a("It costs 3.14 or 1,000 euros."), "It costs 3.14 or 1,000 euros .")
+check("13a dash after digit", ev.tokenize_13a("pages 2-3 and well-known"), "pages 2 - 3 and well-known")
+check("13a apostrophe kept", ev.tokenize_13a("It wasn't l'homme"), "It wasn't l'homme")
+check("13a entities", ev.tokenize_13a("&quot;a&quot; &amp; b"), '" a " & b')
+check("13a symbols", ev.tokenize_13a("(x)/[y]:z?"), "( x ) / [ y ] : z ?")
+
+# --- BLEU ---------------------------------------------------------------------------
+same = ["Le chat est assis sur le tapis.", "Il fait beau aujourd'hui !"]
+check("bleu identical", ev.corpus_bleu(same, same).score, 100.0)
+check("bleu empty hyp", ev.corpus_bleu(["", ""], same).score, 0.0)
+check("bleu no match", ev.corpus_bleu(["x y z w", "q"], ["a b c d", "e"]).score, 0.0)
+
+# hand: hyp "the cat sat on the mat", ref "the cat sat on a mat": p1 5/6, p2 3/5, p3 2/4,
+# p4 1/3, BP 1 -> 100 * (1/12)^(1/4) = 53.7285
+b = ev.corpus_bleu(["the cat sat on the mat"], ["the cat sat on a mat"])
+check("bleu hand p", [round(p, 4) for p in b.precisions], [round(100 * 5 / 6, 4), 60.0, 50.0, round(100 / 3, 4)])
+check("bleu hand score", b.score, 100 * (1 / 12) ** 0.25, 1e-9)
+
+# hand, 'exp' smoothing + brevity penalty: hyp "a b c d" (4), ref "a b x y z" (5):
+# p1 2/4, p2 1/3, p3 0/2 -> 1/(2*2), p4 0/1 -> 1/(4*1); BP = exp(1 - 5/4)
+b = ev.corpus_bleu(["a b c d"], ["a b x y z"])
+want = math.exp(1 - 5 / 4) * (0.5 * (1 / 3) * 0.25 * 0.25) ** 0.25 * 100
+check("bleu exp smoothing", b.score, want, 1e-9)
+check("bleu bp", b.bp, math.exp(-0.25), 1e-12)
+
+# sacreBLEU README example (two reference streams)
+refs = [["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+        ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]]
+hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+b = ev.corpus_bleu(hyps, refs)
+check("sacrebleu README BLEU", round(b.score, 2), 48.53)
+check("sacrebleu README format", ev.format_bleu(b),
+      "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)")
+check("sacrebleu README chrF2", round(ev.corpus_chrf(hyps, refs), 2), 59.73)
+
+# --- chrF2 --------------------------------------------------------------------------
+check("chrf identical", ev.corpus_chrf(same, same), 100.0, 1e-9)
+check("chrf empty hyp", ev.corpus_chrf(["", ""], same), 0.0)
+# hand: "ab" vs "ac": order 1 P=R=1/2, order 2 P=R=0, higher orders absent -> avg 1/4 -> 25
+check("chrf hand 1", ev.corpus_chrf(["ab"], ["ac"]), 25.0, 1e-9)
+# hand: "abc" vs "ab": order 1 P 2/3 R 1, order 2 P 1/2 R 1 -> P 7/12, R 1 ->
+# 5PR/(4P+R) = 0.875
+check("chrf hand 2", ev.corpus_chrf(["abc"], ["ab"]), 87.5, 1e-9)
+check("chrf ignores spaces", ev.corpus_chrf(["a b  c"], ["abc"]), 100.0, 1e-9)
+
+# --- command line -------------------------------------------------------------------
+with tempfile.TemporaryDirectory() as d:
+    h, r = os.path.join(d, "h"), os.path.join(d, "r")
+    with open(h, "w") as f:
+        f.write("the cat sat on the mat\n")
+    with open(r, "w") as f:
+        f.write("the cat sat on a mat\n")
+    out = subprocess.run([sys.executable, EVAL, "--hyp", h, "--ref", r],
+                         capture_output=True, text=True).stdout
+    check("cli bleu", out.split("\n")[0].split()[2], "53.73")
+    check("cli chrf", out.split("\n")[1].startswith("chrF2 = "), True)
+
+print(f"test_eval: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
