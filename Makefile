@@ -6,6 +6,8 @@
 #   make bench        speed and memory against the PyTorch reference (not a test)
 #   make install      PREFIX=/usr/local DESTDIR=
 
+.DEFAULT_GOAL := all
+
 CC      ?= cc
 PREFIX  ?= /usr/local
 DATADIR ?= $(PREFIX)/share/attn-translate
@@ -95,7 +97,8 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIB_SRC) lib/*.h
 
 fuzz-run: fuzz
 	for t in $(FUZZ_TARGETS); do mkdir -p fuzz/corpus/$$t build/fuzz/new-$$t; \
-	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	  case $$t in header) ml=16384;; vocab) ml=32768;; *) ml=4096;; esac; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=fuzz/corpus/$$t/crash- build/fuzz/new-$$t fuzz/corpus/$$t || exit 1; \
 	done
 

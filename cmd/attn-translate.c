@@ -555,8 +555,9 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
                 attn_write_json(out, &v);
             } else if (c->n_best > 1) {
                 fprintf(out, "%ld ||| %s ||| 0\n", lineno - 1, ck->lines[i]);
-            } else {
-                fprintf(out, "%s%s\n", ck->lines[i], c->align ? " ||| " : "");
+            } else { /* the line's own bytes, NULs included */
+                fwrite(ck->lines[i], 1, ck->lens[i], out);
+                fprintf(out, "%s\n", c->align ? " ||| " : "");
             }
             continue;
         }
@@ -578,8 +579,9 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
                 attn_write_json(out, &v);
             } else if (c->n_best > 1) {
                 fprintf(out, "%ld ||| %s ||| 0\n", lineno - 1, text);
-            } else {
-                fprintf(out, "%s%s\n", text, c->align ? " ||| " : "");
+            } else { /* copy: the line's own bytes, NULs included */
+                if (c->on_error == ON_ERROR_COPY) fwrite(ck->lines[i], 1, ck->lens[i], out);
+                fprintf(out, "%s\n", c->align ? " ||| " : "");
             }
             continue;
         }

@@ -112,7 +112,7 @@ typedef struct at_options {
                                  layer (0-based) whose cross-attention is returned */
 } at_options;
 
-/* Defaults from the model's generation config (beam, length penalty) and
+/* Defaults from the model's generation config (beam, capped at 64; length penalty) and
  * factor 2.0, extra 10, max input = max positions. Returned by value. */
 at_options at_default_options(const at_model *model);
 
@@ -150,7 +150,10 @@ void at_session_free(at_session *session);
 
 /* Translates one line (`len` bytes of UTF-8, no newline handling: callers split
  * lines). An empty or whitespace-only line yields one empty hypothesis. `opts`
- * may be NULL for the defaults. *result borrows session memory (see above). */
+ * may be NULL for the defaults. *result borrows session memory (see above).
+ * AT_OK always comes with at least one hypothesis; AT_ERR_INPUT (invalid UTF-8),
+ * AT_ERR_TOO_LONG, or AT_ERR_FORMAT when the model computes non-finite scores for
+ * this line (weights whose products overflow float). */
 at_status at_translate(at_session *session, const char *text, size_t len,
                        const at_options *opts, at_result *result, at_error *err);
 

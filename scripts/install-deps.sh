@@ -8,7 +8,7 @@
 # Usage: scripts/install-deps.sh [--build-only]
 set -euo pipefail
 build=(build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev)
-test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel chromium valgrind time clang)
+test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel chromium valgrind time clang libclang-rt-14-dev groff-base)
 pkgs=("${build[@]}")
 [ "${1:-}" = "--build-only" ] || pkgs+=("${test[@]}")
 missing=()

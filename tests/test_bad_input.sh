@@ -37,6 +37,8 @@ for c in "${cases[@]}"; do
     check "$name: exit $want (got $rc)" '[ $rc -eq $want ]'
     check "$name: $(count "$tmp/in$i") lines in, same out" '[ "$(count "$tmp/in$i")" -eq "$(count "$tmp/out$i")" ]'
 done
+printf '\xff bad\000x\n' > "$tmp/nulbad"; "$BIN" -m "$MODEL" -q < "$tmp/nulbad" > "$tmp/nulout"
+check "an invalid line with a NUL is copied whole" 'cmp -s "$tmp/nulbad" "$tmp/nulout"'
 # the copy policy keeps the bytes of an invalid line
 check "invalid line copied through unchanged" '[ "$(sed -n 2p "$tmp/out1" | od -An -tx1)" = "$(sed -n 2p "$tmp/in1" | od -An -tx1)" ]'
 
