@@ -330,12 +330,14 @@ class Marian(nn.Module):
             x = layer(x, mask)
         return x, mask
 
-    def decode(self, dec_in, enc, src_mask):
+    def decode(self, dec_in, enc, src_mask, last_only=False):
         T = dec_in.shape[1]
         causal = torch.ones(T, T, dtype=torch.bool, device=dec_in.device).tril()[None, None]
         x = self.embed(dec_in)
         for layer in self.decoder.layers:
             x = layer(x, enc, causal, src_mask)
+        if last_only:
+            x = x[:, -1:]
         return F.linear(x, self.shared.weight) + self.final_logits_bias
 
     def forward(self, src, dec_in):
@@ -349,7 +351,7 @@ class Marian(nn.Module):
         ys = torch.full((B, 1), PAD_ID, dtype=torch.long, device=src.device)
         done = torch.zeros(B, dtype=torch.bool, device=src.device)
         for _ in range(max_len):
-            logits = self.decode(ys, enc, mask)[:, -1].float()
+            logits = self.decode(ys, enc, mask, last_only=True)[:, -1].float()
             logits[:, PAD_ID] = -float("inf")
             nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, PAD_ID), nxt)
@@ -527,18 +529,20 @@ def train(args):
                 stop_reason = "max-steps"
             do_eval = step % args.eval_every == 0 or stop_reason
             do_save = step % args.save_every == 0 or stop_reason
+            if do_save:  # before the (slow) evaluation, so a stop saves promptly
+                ck_path = os.path.join(args.out, f"ckpt-{step}.pt")
+                save_ckpt(ck_path, model, opt, state, args, cfg)
+                shutil.copy(ck_path, last)
+                for old in list_ckpts(args.out)[:-args.keep]:
+                    os.remove(old)
             if do_eval:
                 dl, bleu, ex = evaluate(model, dev, dev_refs, sp, device, amp, ev, args.bleu_lines)
                 state["history"].append({"step": step, "dev_loss": round(dl, 4),
                                          "dev_greedy_bleu": round(bleu, 2),
                                          "minutes": round(elapsed / 60, 2)})
                 log(f"eval step {step}: dev loss {dl:.3f} greedy BLEU {bleu:.2f} | {ex[:1]}")
-            if do_save:
-                ck_path = os.path.join(args.out, f"ckpt-{step}.pt")
-                save_ckpt(ck_path, model, opt, state, args, cfg)
-                shutil.copy(ck_path, last)
-                for old in list_ckpts(args.out)[:-args.keep]:
-                    os.remove(old)
+                with open(os.path.join(args.out, "history.json"), "w") as f:
+                    json.dump(state["history"], f, indent=1)
             if stop_reason:
                 break
         else:
