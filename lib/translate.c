@@ -320,26 +320,21 @@ static void gather_attention(const at_session *s, const at_sent *st, const at_hy
     }
 }
 
+/* Grows a float buffer to `need` elements (contents not kept). */
+static int grow_floats(float **p, size_t *cap, size_t need) {
+    if (need <= *cap) return 1;
+    free(*p);
+    *p = malloc(need * sizeof **p);
+    *cap = *p ? need : 0;
+    return *p != NULL;
+}
+
 static at_status reserve_attention(at_session *s, int n_best, at_error *err) {
     size_t H = (size_t)s->m->cfg.decoder_heads, BK = (size_t)s->cap_B * s->cap_K;
-    size_t need = (size_t)s->cap_T * BK * H * s->cap_S;
-    size_t need_out = (size_t)s->cap_B * n_best * H * s->cap_T * s->cap_S;
-    if (need > s->attn_cap) {
-        free(s->attn_steps);
-        if (!(s->attn_steps = malloc(need * sizeof *s->attn_steps))) {
-            s->attn_cap = 0;
-            return at_fail(err, AT_ERR_NOMEM, "out of memory for attention capture");
-        }
-        s->attn_cap = need;
-    }
-    if (need_out > s->attn_out_cap) {
-        free(s->attn_out);
-        if (!(s->attn_out = malloc(need_out * sizeof *s->attn_out))) {
-            s->attn_out_cap = 0;
-            return at_fail(err, AT_ERR_NOMEM, "out of memory for attention capture");
-        }
-        s->attn_out_cap = need_out;
-    }
+    if (!grow_floats(&s->attn_steps, &s->attn_cap, (size_t)s->cap_T * BK * H * s->cap_S) ||
+        !grow_floats(&s->attn_out, &s->attn_out_cap,
+                     (size_t)s->cap_B * n_best * H * s->cap_T * s->cap_S))
+        return at_fail(err, AT_ERR_NOMEM, "out of memory for attention capture");
     return AT_OK;
 }
 
