@@ -20,10 +20,10 @@ CFLAGS  += -std=c11 $(WARN) -Ilib -DAT_DATADIR='"$(DATADIR)"'
 LDLIBS  = -lopenblas -lcjson -lutf8proc -lm
 BUILD   ?= build
 
-LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/transformer.c lib/translate.c
+LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/gemm.c lib/transformer.c lib/translate.c
 LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
 FUZZ_TARGETS = tokenizer vocab header translate
-TESTS   = test_tokenizer test_model test_forward test_attn
+TESTS   = test_tokenizer test_model test_gemm test_forward test_attn
 TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/attn_svg_demo \
            $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 

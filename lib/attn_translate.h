@@ -73,6 +73,28 @@ typedef struct at_config {
  * with at_model_free(). The weights file is memory-mapped read-only. */
 at_status at_model_load(const char *dir, at_model **out, at_error *err);
 
+/* How the weights of the linear layers are held and multiplied. */
+typedef enum at_dtype {
+    AT_DTYPE_AUTO = 0, /* = AT_DTYPE_F32 */
+    AT_DTYPE_F32,      /* float32 (f16 files widened): the reference arithmetic */
+    AT_DTYPE_F16,      /* IEEE half weights, float32 arithmetic: half the memory */
+    AT_DTYPE_INT8      /* int8 weights with a scale per output row, activations
+                          quantized per row at run time, exact int32 sums: a quarter */
+} at_dtype;
+
+/* at_model_load() with a choice of weight dtype. Embeddings, layer norms and biases
+ * stay float32. f16 files used as f16 are read in place; every other conversion
+ * happens once, here. Gives AT_ERR_ARG for an unknown dtype and AT_ERR_FORMAT for a
+ * weight that f16 cannot hold. Ownership as for at_model_load(). */
+at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, at_error *err);
+
+/* Parses "f32", "f16", "int8" (or "auto"); returns -1 for anything else. */
+int at_dtype_parse(const char *name);
+
+/* Describes how `model` computes, e.g. "int8, avx512-vnni kernels". Static or
+ * model-owned string, valid while the model lives. */
+const char *at_model_compute(const at_model *model);
+
 /* Releases everything the model owns. Accepts NULL. All sessions created from
  * the model must be freed first. */
 void at_model_free(at_model *model);

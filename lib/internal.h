@@ -18,4 +18,9 @@ at_status at_fail(at_error *err, at_status code, const char *fmt, ...) AT_PRINTF
 at_status at_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                        at_error *err);
 
+/* IEEE half → float, exact; float → half, round to nearest even, overflow to ±inf
+ * (model.c). */
+float at_half_to_float(uint16_t h);
+uint16_t at_float_to_half(float f);
+
 #endif

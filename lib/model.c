@@ -4,7 +4,9 @@
  * every count against overflow, every byte range against the file, every
  * tensor name and shape against the config. Only then are pointers formed. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include "model.h"
+#include "gemm.h"
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -36,6 +38,7 @@ typedef struct expected {
     int ndim;
     int64_t shape[2];
     const float **slot; /* where the f32 pointer goes */
+    at_lin *lin;        /* the linear layer whose weight matrix this is, if any */
     int seen;
     int f16;
     uint64_t offset, nbytes;
@@ -71,14 +74,24 @@ static at_status table_add(table *t, const float **slot, int64_t d0, int64_t d1,
     return AT_OK;
 }
 
+/* A linear layer's weight (out, in) and bias (out): "<name>.weight", "<name>.bias". */
+static at_status add_lin(table *t, at_lin *L, int64_t out, int64_t in, const char *name,
+                         at_error *err) {
+    L->out = (int)out, L->in = (int)in;
+    at_status s = table_add(t, &L->w, out, in, err, "%s.weight", name);
+    if (!s) t->e[t->n - 1].lin = L;
+    if (!s) s = table_add(t, &L->b, out, 0, err, "%s.bias", name);
+    return s;
+}
+
 static at_status add_attn(table *t, at_attn_weights *a, int64_t d, const char *prefix,
                           at_error *err) {
     static const char *proj[4] = {"q", "k", "v", "out"};
-    const float **w[4] = {&a->wq, &a->wk, &a->wv, &a->wo};
-    const float **b[4] = {&a->bq, &a->bk, &a->bv, &a->bo};
+    at_lin *lin[4] = {&a->q, &a->k, &a->v, &a->o};
+    char name[96];
     for (int i = 0; i < 4; i++) {
-        at_status s = table_add(t, w[i], d, d, err, "%s.%s_proj.weight", prefix, proj[i]);
-        if (!s) s = table_add(t, b[i], d, 0, err, "%s.%s_proj.bias", prefix, proj[i]);
+        snprintf(name, sizeof name, "%s.%s_proj", prefix, proj[i]);
+        at_status s = add_lin(t, lin[i], d, d, name, err);
         if (s) return s;
     }
     return AT_OK;
@@ -92,10 +105,11 @@ static at_status add_ln(table *t, at_ln *ln, int64_t d, const char *prefix, at_e
 
 static at_status add_ffn(table *t, at_ffn_weights *f, int64_t d, int64_t ffn,
                          const char *prefix, at_error *err) {
-    at_status s = table_add(t, &f->fc1_w, ffn, d, err, "%s.fc1.weight", prefix);
-    if (!s) s = table_add(t, &f->fc1_b, ffn, 0, err, "%s.fc1.bias", prefix);
-    if (!s) s = table_add(t, &f->fc2_w, d, ffn, err, "%s.fc2.weight", prefix);
-    if (!s) s = table_add(t, &f->fc2_b, d, 0, err, "%s.fc2.bias", prefix);
+    char name[96];
+    snprintf(name, sizeof name, "%s.fc1", prefix);
+    at_status s = add_lin(t, &f->fc1, ffn, d, name, err);
+    snprintf(name, sizeof name, "%s.fc2", prefix);
+    if (!s) s = add_lin(t, &f->fc2, d, ffn, name, err);
     return s;
 }
 
@@ -110,8 +124,12 @@ static at_status build_table(at_model *m, table *t, at_error *err) {
         s = table_add(t, &m->enc_embed, V, d, err, "encoder.embed_tokens.weight");
         if (!s) s = table_add(t, &m->dec_embed, V, d, err, "decoder.embed_tokens.weight");
     }
-    if (!s && !c->tied_lm_head) s = table_add(t, &m->lm_head, V, d, err, "lm_head.weight");
-    if (!s) s = table_add(t, &m->final_bias, V, 0, err, "final_logits_bias");
+    m->lm_head.out = (int)V, m->lm_head.in = (int)d;
+    if (!s && !c->tied_lm_head) {
+        s = table_add(t, &m->lm_head.w, V, d, err, "lm_head.weight");
+        if (!s) t->e[t->n - 1].lin = &m->lm_head;
+    }
+    if (!s) s = table_add(t, &m->lm_head.b, V, 0, err, "final_logits_bias");
     for (int i = 0; !s && i < c->encoder_layers; i++) {
         at_enc_layer *L = &m->enc[i];
         snprintf(p, sizeof p, "encoder.layers.%d.self_attn", i);
@@ -295,7 +313,7 @@ static at_status parse_config(at_model *m, const cJSON *root, const char *file,
 
 /* ---- weights ----------------------------------------------------------------- */
 
-static float half_to_float(uint16_t h) {
+float at_half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0) {
         if (man == 0) {
@@ -316,6 +334,68 @@ static float half_to_float(uint16_t h) {
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;
+}
+
+/* Round-to-nearest-even float → IEEE half (overflow gives ±inf, caught by callers). */
+uint16_t at_float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504 */
+    if (ax < 0x38800000u) {                                   /* half subnormal or zero */
+        if (ax < 0x33000000u) return (uint16_t)sign;
+        uint32_t man = (ax & 0x7fffffu) | 0x800000u, e = ax >> 23;
+        uint32_t shift = 126 - e; /* brings the value to units of 2^-24 */
+        uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t r = ax + 0xfffu + ((ax >> 13) & 1); /* round to nearest even at bit 13 */
+    return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+}
+
+/* malloc whose block the model frees */
+static void *owned_alloc(at_model *m, size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* Tells the kernel it may drop the mapped pages of [off, off + n): they are read
+ * back from the file if touched again. */
+static void release_range(at_model *m, uint64_t off, uint64_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t page = pg > 0 ? (uint64_t)pg : 4096, a = (off + page - 1) / page * page,
+             b = (off + n) / page * page;
+    if (b > a) madvise((char *)m->map + a, (size_t)(b - a), MADV_DONTNEED);
+}
+
+/* Gives a linear layer its compute-dtype weights from its f32 ones. */
+static at_status convert_lin(at_model *m, at_lin *L, const char *path, const char *name,
+                             at_error *err) {
+    size_t numel = (size_t)L->out * (size_t)L->in;
+    if (m->wtype == AT_W_F16) {
+        uint16_t *h = owned_alloc(m, numel * sizeof *h);
+        if (!h) return at_fail(err, AT_ERR_NOMEM, "out of memory converting '%s' to f16", name);
+        for (size_t k = 0; k < numel; k++) {
+            h[k] = at_float_to_half(L->w[k]);
+            if ((h[k] & 0x7c00u) == 0x7c00u)
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (%g) overflows "
+                               "f16; load it as f32 or int8", path, name, k, (double)L->w[k]);
+        }
+        L->h = h;
+        return AT_OK;
+    }
+    size_t rows = (size_t)gemm_pad16(L->out);
+    int8_t *q = owned_alloc(m, gemm_q8_bytes(L->out, L->in));
+    float *scale = owned_alloc(m, rows * sizeof *scale);
+    int32_t *qsum = owned_alloc(m, rows * sizeof *qsum);
+    if (!q || !scale || !qsum)
+        return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
+    gemm_q8_pack(L->w, L->out, L->in, q, scale, qsum);
+    L->q = q, L->qscale = scale, L->qsum = qsum;
+    return AT_OK;
 }
 
 static int cmp_range(const void *a, const void *b) {
@@ -463,37 +543,54 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
     if (ver != 1)
         return at_fail(err, AT_ERR_FORMAT, "%s: weights version %u, expected 1", path, ver);
 
-    /* form pointers; widen f16; check every value is finite */
-    m->owned = calloc((size_t)t->n, sizeof *m->owned);
+    /* form pointers; widen f16; check every value is finite; convert linear weights
+     * to the compute dtype */
+    m->owned = calloc((size_t)t->n * 3 + 3, sizeof *m->owned); /* at most 3 per tensor */
     if (!m->owned) return at_fail(err, AT_ERR_NOMEM, "out of memory");
     for (int i = 0; i < t->n; i++) {
         expected *x = &t->e[i];
-        size_t numel;
-        const float *p;
+        const unsigned char *src = base + x->offset;
         if (x->f16) {
-            numel = x->nbytes / 2;
-            float *buf = malloc(numel * sizeof *buf + 1);
-            if (!buf) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", x->name);
-            m->owned[m->n_owned++] = buf;
-            const unsigned char *src = base + x->offset;
-            for (size_t k = 0; k < numel; k++) {
-                uint16_t h;
-                memcpy(&h, src + 2 * k, 2);
-                buf[k] = half_to_float(h);
+            size_t numel = x->nbytes / 2;
+            const uint16_t *h = (const uint16_t *)(const void *)src;
+            for (size_t k = 0; k < numel; k++)
+                if ((h[k] & 0x7c00u) == 0x7c00u)
+                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
+                                   "at element %zu", path, x->name, k);
+            if (x->lin && m->wtype == AT_W_F16) { /* used in place, never widened */
+                x->lin->h = h;
+                continue;
             }
-            p = buf;
+            int temp = x->lin && m->wtype == AT_W_INT8; /* widened only to be quantized */
+            float *buf = temp ? malloc(numel * sizeof *buf) : owned_alloc(m, numel * sizeof *buf);
+            if (!buf) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", x->name);
+            for (size_t k = 0; k < numel; k++) buf[k] = at_half_to_float(h[k]);
+            *x->slot = buf;
+            if (temp) {
+                at_status s = convert_lin(m, x->lin, path, x->name, err);
+                free(buf);
+                x->lin->w = NULL;
+                if (s) return s;
+            }
         } else {
-            numel = x->nbytes / 4;
-            p = (const float *)(const void *)(base + x->offset);
+            size_t numel = x->nbytes / 4;
+            const float *p = (const float *)(const void *)src;
+            for (size_t k = 0; k < numel; k++)
+                if (!isfinite(p[k]))
+                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
+                                   "at element %zu", path, x->name, k);
+            *x->slot = p;
+            if (x->lin && m->wtype != AT_W_F32) {
+                at_status s = convert_lin(m, x->lin, path, x->name, err);
+                if (s) return s;
+                release_range(m, x->offset, x->nbytes); /* its f32 pages are done with */
+            }
         }
-        for (size_t k = 0; k < numel; k++)
-            if (!isfinite(p[k]))
-                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at "
-                               "element %zu", path, x->name, k);
-        *x->slot = p;
     }
     if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
-    if (m->cfg.tied_lm_head) m->lm_head = m->dec_embed;
+    if (m->cfg.tied_lm_head) m->lm_head.w = m->dec_embed;
+    if (m->cfg.tied_lm_head && m->wtype != AT_W_F32)
+        return convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", err);
     return AT_OK;
 }
 
@@ -513,7 +610,30 @@ static at_status make_positions(at_model *m, at_error *err) {
 /* ---- public ------------------------------------------------------------------ */
 
 at_status at_model_load(const char *dir, at_model **out, at_error *err) {
+    return at_model_load_dtype(dir, AT_DTYPE_AUTO, out, err);
+}
+
+int at_dtype_parse(const char *name) {
+    static const char *names[] = {"auto", "f32", "f16", "int8"};
+    for (int i = 0; name && i < 4; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+const char *at_model_compute(const at_model *m) {
+    if (!m) return "";
+    static const char *const desc[3][3] = {
+        {"f32, OpenBLAS", "f32, OpenBLAS + avx2 kernels", "f32, OpenBLAS + avx2 kernels"},
+        {"f16, scalar widening + OpenBLAS", "f16, f16c/avx2 kernels + OpenBLAS",
+         "f16, f16c/avx2 kernels + OpenBLAS"},
+        {"int8, scalar kernels", "int8, avx2 kernels", "int8, avx512-vnni kernels"}};
+    return desc[m->wtype][m->isa];
+}
+
+at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, at_error *err) {
     if (!dir || !out) return at_fail(err, AT_ERR_ARG, "at_model_load: NULL argument");
+    if ((int)dtype < AT_DTYPE_AUTO || dtype > AT_DTYPE_INT8)
+        return at_fail(err, AT_ERR_ARG, "at_model_load: unknown dtype %d", (int)dtype);
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.json", dir) >= sizeof path)
         return at_fail(err, AT_ERR_ARG, "%s: path too long", dir);
@@ -543,6 +663,10 @@ at_status at_model_load(const char *dir, at_model **out, at_error *err) {
         m->enc = calloc((size_t)m->cfg.encoder_layers, sizeof *m->enc);
         m->dec = calloc((size_t)m->cfg.decoder_layers, sizeof *m->dec);
         if (!m->enc || !m->dec) s = at_fail(err, AT_ERR_NOMEM, "out of memory");
+    }
+    if (!s) {
+        m->wtype = dtype == AT_DTYPE_F16 ? AT_W_F16 : dtype == AT_DTYPE_INT8 ? AT_W_INT8 : AT_W_F32;
+        m->isa = (int)gemm_detect_isa();
     }
     if (!s) s = build_table(m, &t, err);
     if (!s) s = map_weights(m, root, &t, dir, path, err);

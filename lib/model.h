@@ -12,16 +12,29 @@ typedef struct at_ln {
     const float *bias;   /* (d) */
 } at_ln;
 
+/* Storage of the weight matrices that feed linear layers (the model's compute dtype). */
+typedef enum { AT_W_F32, AT_W_F16, AT_W_INT8 } at_wtype;
+
+/* One linear layer y = x Wᵀ + b, W of shape (out, in) as in PyTorch. `w` always
+ * points at the f32 weights while loading; after loading exactly one of w / h / q
+ * is used, per the model's dtype (see gemm.h for the int8 layout). */
+typedef struct at_lin {
+    int out, in;
+    const float *w;        /* (out, in) f32: in the mapping or widened from f16 */
+    const float *b;        /* (out) */
+    const uint16_t *h;     /* (out, in) IEEE half, dtype f16 */
+    const int8_t *q;       /* packed int8 (gemm.h), dtype int8 */
+    const float *qscale;   /* (out rounded up to 16) per-row scale: w ≈ q * qscale */
+    const int32_t *qsum;   /* (out rounded up to 16) 128 * row sum of q */
+} at_lin;
+
 typedef struct at_attn_weights {
-    const float *wq, *wk, *wv, *wo; /* (d, d), PyTorch [out, in] */
-    const float *bq, *bk, *bv, *bo; /* (d) */
+    at_lin q, k, v, o; /* (d, d) */
 } at_attn_weights;
 
 typedef struct at_ffn_weights {
-    const float *fc1_w; /* (F, d) */
-    const float *fc1_b; /* (F) */
-    const float *fc2_w; /* (d, F) */
-    const float *fc2_b; /* (d) */
+    at_lin fc1; /* (F, d) */
+    at_lin fc2; /* (d, F) */
 } at_ffn_weights;
 
 typedef struct at_enc_layer {
@@ -46,14 +59,15 @@ struct at_model {
     /* weights: pointers into the mapping, or into `owned` for widened f16 */
     const float *enc_embed;   /* (V, d) */
     const float *dec_embed;   /* (V, d) */
-    const float *lm_head;     /* (V, d) */
-    const float *final_bias;  /* (V) */
+    at_lin lm_head;           /* (V, d), bias = final_logits_bias */
     float *positions;         /* (max_positions, d), computed at load */
     at_enc_layer *enc;        /* (encoder_layers) */
     at_dec_layer *dec;        /* (decoder_layers) */
     int *bad_ids;             /* never generated */
     int n_bad_ids;
     at_vocab *vocab;
+    at_wtype wtype;           /* how the linear weights are stored and multiplied */
+    int isa;                  /* gemm_isa: the kernels chosen for this CPU */
     /* resources */
     void *map;
     size_t map_len;

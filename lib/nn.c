@@ -1,22 +1,9 @@
-/* nn.c — numeric kernels. Matrix products go through OpenBLAS; the rest are
- * straight loops the compiler vectorises. */
+/* nn.c — numeric kernels besides the matrix products (gemm.c): straight loops the
+ * compiler vectorises. */
 #include "nn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-void nn_linear(const float *x, int M, int in, const float *W, const float *b, int out, float *y) {
-    if (b) {
-        for (int i = 0; i < M; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
-    }
-    float beta = b ? 1.0f : 0.0f;
-    if (M == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x, 1, beta, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, out, in, 1.0f, x, in, W, in, beta,
-                    y, out);
-}
 
 void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps) {
     for (int i = 0; i < M; i++) {

@@ -1,12 +1,9 @@
-/* nn.h — numeric kernels: linear layers, layer norm, activations, softmax.
+/* nn.h — numeric kernels: layer norm, activations, softmax.
  * All matrices are row-major float32. Private to lib/. */
 #ifndef AT_NN_H
 #define AT_NN_H
 
 #include "model.h"
-
-/* y[M,out] = x[M,in] · W[out,in]ᵀ + b[out]  (b may be NULL). */
-void nn_linear(const float *x, int M, int in, const float *W, const float *b, int out, float *y);
 
 /* x[M,d] = LayerNorm(x + r) with weight/bias; r may be NULL. */
 void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps);

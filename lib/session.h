@@ -10,6 +10,7 @@
 #ifndef AT_SESSION_H
 #define AT_SESSION_H
 
+#include "gemm.h"
 #include "model.h"
 
 /* Optional hook for tests: called with each layer's output. */
@@ -47,6 +48,7 @@ struct at_session {
     float *ffn;       /* (rows, F_max) */
     float *scores;    /* (max(cap_S^2, cap_K * cap_S, cap_T)) attention weights scratch */
     float *enc_out;   /* (cap_src, d) */
+    gemm_scratch gs;  /* quantized activations / widened f16 weights for each product */
 
     /* caches */
     float **cross_k, **cross_v; /* (decoder_layers) x (cap_src, d) */

@@ -1,4 +1,5 @@
 /* transformer.c — the Marian encoder and the incremental decoder. */
+#include "gemm.h"
 #include "nn.h"
 #include "session.h"
 
@@ -46,10 +47,9 @@ static void scale_rows(float *x, size_t n, float a) {
 
 static void ffn(at_session *s, const at_ffn_weights *w, int n, int F) {
     const at_model *m = s->m;
-    int d = m->cfg.d_model;
-    nn_linear(s->x, n, d, w->fc1_w, w->fc1_b, F, s->ffn);
+    gemm_linear(m, &w->fc1, s->x, n, s->ffn, &s->gs);
     nn_activate(s->ffn, (size_t)n * F, m->act);
-    nn_linear(s->ffn, n, F, w->fc2_w, w->fc2_b, d, s->tmp);
+    gemm_linear(m, &w->fc2, s->ffn, n, s->tmp, &s->gs);
 }
 
 void tf_encode_batch(at_session *s) {
@@ -64,9 +64,9 @@ void tf_encode_batch(at_session *s) {
     trace(s, "encoder_embed", -1, s->x, R, d);
     for (int l = 0; l < c->encoder_layers; l++) {
         const at_enc_layer *L = &m->enc[l];
-        nn_linear(s->x, R, d, L->self_attn.wq, L->self_attn.bq, d, s->q);
-        nn_linear(s->x, R, d, L->self_attn.wk, L->self_attn.bk, d, s->k);
-        nn_linear(s->x, R, d, L->self_attn.wv, L->self_attn.bv, d, s->v);
+        gemm_linear(m, &L->self_attn.q, s->x, R, s->q, &s->gs);
+        gemm_linear(m, &L->self_attn.k, s->x, R, s->k, &s->gs);
+        gemm_linear(m, &L->self_attn.v, s->x, R, s->v, &s->gs);
         scale_rows(s->q, (size_t)R * d, qscale);
         for (int b = 0; b < s->n_sents; b++) {
             size_t off = (size_t)s->sents[b].src_off * d;
@@ -74,7 +74,7 @@ void tf_encode_batch(at_session *s) {
             attend_dense(s->q + off, S, s->k + off, s->v + off, S, d, H, s->scores, s->ctx + off,
                          NULL, 0);
         }
-        nn_linear(s->ctx, R, d, L->self_attn.wo, L->self_attn.bo, d, s->tmp);
+        gemm_linear(m, &L->self_attn.o, s->ctx, R, s->tmp, &s->gs);
         nn_add_layernorm(s->x, s->tmp, R, d, &L->self_attn_ln, c->layer_norm_eps);
         ffn(s, &L->ffn, R, c->encoder_ffn_dim);
         nn_add_layernorm(s->x, s->tmp, R, d, &L->final_ln, c->layer_norm_eps);
@@ -83,8 +83,8 @@ void tf_encode_batch(at_session *s) {
     memcpy(s->enc_out, s->x, (size_t)R * d * sizeof *s->x);
     for (int l = 0; l < c->decoder_layers; l++) {
         const at_attn_weights *a = &m->dec[l].cross_attn;
-        nn_linear(s->enc_out, R, d, a->wk, a->bk, d, s->cross_k[l]);
-        nn_linear(s->enc_out, R, d, a->wv, a->bv, d, s->cross_v[l]);
+        gemm_linear(m, &a->k, s->enc_out, R, s->cross_k[l], &s->gs);
+        gemm_linear(m, &a->v, s->enc_out, R, s->cross_v[l], &s->gs);
     }
 }
 
@@ -128,9 +128,9 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
     for (int l = 0; l < c->decoder_layers; l++) {
         const at_dec_layer *L = &m->dec[l];
         /* self-attention: store this step's K/V at [pos][slot], then attend */
-        nn_linear(s->x, n, d, L->self_attn.wq, L->self_attn.bq, d, s->q);
-        nn_linear(s->x, n, d, L->self_attn.wk, L->self_attn.bk, d, s->k);
-        nn_linear(s->x, n, d, L->self_attn.wv, L->self_attn.bv, d, s->v);
+        gemm_linear(m, &L->self_attn.q, s->x, n, s->q, &s->gs);
+        gemm_linear(m, &L->self_attn.k, s->x, n, s->k, &s->gs);
+        gemm_linear(m, &L->self_attn.v, s->x, n, s->v, &s->gs);
         for (int j = 0; j < n; j++) {
             size_t at = ((size_t)pos * slots + s->row_slot[j]) * d;
             memcpy(s->self_k[l] + at, s->k + (size_t)j * d, (size_t)d * sizeof *s->k);
@@ -138,10 +138,10 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
         }
         scale_rows(s->q, (size_t)n * d, qscale);
         attend_history(s, l, n, pos);
-        nn_linear(s->ctx, n, d, L->self_attn.wo, L->self_attn.bo, d, s->tmp);
+        gemm_linear(m, &L->self_attn.o, s->ctx, n, s->tmp, &s->gs);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->self_attn_ln, c->layer_norm_eps);
         /* cross-attention: each sentence's rows over its own encoder output */
-        nn_linear(s->x, n, d, L->cross_attn.wq, L->cross_attn.bq, d, s->q);
+        gemm_linear(m, &L->cross_attn.q, s->x, n, s->q, &s->gs);
         scale_rows(s->q, (size_t)n * d, qscale);
         for (int a = 0; a < s->n_active; a++) {
             const at_sent *st = &s->sents[s->active[a]];
@@ -152,13 +152,13 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
             attend_dense(s->q + r0, st->n_live, s->cross_k[l] + src, s->cross_v[l] + src, st->S,
                          d, H, s->scores, s->ctx + r0, keep, s->cap_S);
         }
-        nn_linear(s->ctx, n, d, L->cross_attn.wo, L->cross_attn.bo, d, s->tmp);
+        gemm_linear(m, &L->cross_attn.o, s->ctx, n, s->tmp, &s->gs);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->cross_attn_ln, c->layer_norm_eps);
         ffn(s, &L->ffn, n, c->decoder_ffn_dim);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->final_ln, c->layer_norm_eps);
         trace(s, "decoder_layer", l, s->x, n, d);
     }
-    nn_linear(s->x, n, d, m->lm_head, m->final_bias, c->vocab_size, s->logits);
+    gemm_linear(m, &m->lm_head, s->x, n, s->logits, &s->gs);
 }
 
 /* ---- single-sentence forms, for tests ------------------------------------------- */

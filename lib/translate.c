@@ -47,7 +47,7 @@ at_status at_session_new(const at_model *m, at_session **out, at_error *err) {
 static void free_buffers(at_session *s) {
     int L = s->m->cfg.decoder_layers;
     FREE(s->x), FREE(s->q), FREE(s->k), FREE(s->v), FREE(s->ctx), FREE(s->tmp), FREE(s->ffn);
-    FREE(s->scores), FREE(s->enc_out);
+    FREE(s->scores), FREE(s->enc_out), FREE(s->gs.xq), FREE(s->gs.xs), FREE(s->gs.wide);
     for (int l = 0; l < L; l++) {
         if (s->cross_k) FREE(s->cross_k[l]);
         if (s->cross_v) FREE(s->cross_v[l]);
@@ -105,6 +105,10 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
     ALLOC(s->x, rows * d), ALLOC(s->q, rows * d), ALLOC(s->k, rows * d), ALLOC(s->v, rows * d);
     ALLOC(s->ctx, rows * d), ALLOC(s->tmp, rows * d), ALLOC(s->ffn, rows * F);
     ALLOC(s->scores, sc), ALLOC(s->enc_out, (size_t)src * d);
+    size_t gq, gx, gw; /* the widest product input is F (fc2) */
+    gemm_scratch_size((int)rows, (int)imax((int)F, (int)d), &gq, &gx, &gw);
+    if (s->m->wtype != AT_W_F16) gw = 1;
+    ALLOC(s->gs.xq, gq), ALLOC(s->gs.xs, gx), ALLOC(s->gs.wide, gw);
     ok = ok && (s->cross_k = calloc(L, sizeof *s->cross_k)) &&
          (s->cross_v = calloc(L, sizeof *s->cross_v)) && (s->self_k = calloc(L, sizeof *s->self_k)) &&
          (s->self_v = calloc(L, sizeof *s->self_v));

@@ -144,9 +144,11 @@ def dump(obj, path):
         f.write("\n")
 
 
-def make(model_dir, name):
+def make(model_dir, name, weights="f32"):
     torch.set_num_threads(1)
-    m = R.load(model_dir, dtype=torch.float64)
+    m = R.load(model_dir, dtype=torch.float64, weights=weights)
+    if weights != "f32":
+        return make_quantized(m, model_dir, name, weights)
     with open(os.path.join(model_dir, "inputs.txt"), "w", encoding="utf-8") as f:
         for line in INPUTS:
             assert "\n" not in line and "\r" not in line
@@ -187,14 +189,39 @@ def make(model_dir, name):
     return 0
 
 
+def make_quantized(m, model_dir, name, weights):
+    """translations_<weights>.json: the same lines and settings with the reference's
+    f16 or int8 linear layers (what the engine's --dtype computes)."""
+    lines = [translate_line(m, text) for text in INPUTS]
+    margins = [e[s]["min_margin"] for e in lines for s in SETTINGS if e[s]["min_margin"] is not None]
+    out = os.path.join(model_dir, f"translations_{weights}.json")
+    dump({
+        "model": name,
+        "weights": weights,
+        "generator": f"scripts/reference.py --weights {weights}, float64 (scripts/make_fixtures.py)",
+        "settings": SETTINGS,
+        "min_decision_margin": min(margins),
+        "lines": lines,
+    }, out)
+    print(f"{name} {weights}: min decision margin {min(margins):.3e}, {os.path.getsize(out)} bytes")
+    if min(margins) < MIN_MARGIN:
+        print(f"{name} {weights}: DECISION MARGIN BELOW {MIN_MARGIN}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", default=os.path.join(HERE, "..", "tests", "fixtures", "tiny"))
     ap.add_argument("--only", default="A,B,C")
+    ap.add_argument("--weights", default="f32,f16,int8",
+                    help="which fixtures: f32 (translations.json, activations.json), "
+                         "f16 and int8 (translations_<w>.json)")
     a = ap.parse_args(argv)
     rc = 0
     for name in a.only.split(","):
-        rc |= make(os.path.join(a.dir, name), name)
+        for w in a.weights.split(","):
+            rc |= make(os.path.join(a.dir, name), name, w)
     return rc
 
 

@@ -14,7 +14,8 @@ Command line:
 
     /usr/bin/python3 scripts/reference.py -m MODEL_DIR [--beam K] [--n-best N]
         [--length-penalty A] [--max-length-factor F] [--max-length-extra E]
-        [--dtype float32|float64] [--spm PATH] [--ids] < in.txt > out.txt
+        [--dtype float32|float64] [--weights f32|f16|int8] [--spm PATH] [--ids]
+        < in.txt > out.txt
 
 prints one translation per input line (with --n-best N > 1: N lines per input,
 `i ||| text ||| score` as Marian prints n-best lists).
@@ -69,6 +70,8 @@ class Model:
     dtype: torch.dtype
     sp: object = None          # sentencepiece.SentencePieceProcessor or None
     piece_to_id: dict = field(default_factory=dict)
+    weights: str = "f32"       # how linear layers multiply: f32, f16 or int8 (see qlinear)
+    lin: dict = field(default_factory=dict)  # weight name -> f16-rounded tensor or (q, scale)
 
     @property
     def eos(self):
@@ -83,9 +86,28 @@ class Model:
         return self.config["unk_token_id"]
 
 
-def load(model_dir, dtype=torch.float64, spm_path=None):
+def quantize_rows_int8(x):
+    """Symmetric per-row int8 as lib/gemm.c does it, in float32: scale = amax / 127,
+    q = round-half-even(x * (127 / amax)) clamped to ±127 (a zero row: scale 0, q 0).
+    Returns (q, scale) as float32 tensors, scale with a trailing dimension of 1."""
+    x = x.to(torch.float32)
+    amax = x.abs().amax(dim=-1, keepdim=True)
+    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
+    inv = torch.where(amax > 0, torch.tensor(127.0, dtype=torch.float32) / safe,
+                      torch.zeros_like(amax))
+    return torch.round(x * inv).clamp(-127, 127), amax / 127.0
+
+
+def linear_weight_names(m):
+    names = [k for k in m.w if k.endswith(("_proj.weight", ".fc1.weight", ".fc2.weight"))]
+    return names + [atmodel.embedding_names(m.config)[2]]
+
+
+def load(model_dir, dtype=torch.float64, spm_path=None, weights="f32"):
     """Load a model directory. Weights are read as float32 (f16 widened), then converted
-    to `dtype`; positions are computed in float64, rounded to float32, then converted."""
+    to `dtype`; positions are computed in float64, rounded to float32, then converted.
+    `weights` (f32, f16, int8) says how linear layers multiply, as `--dtype` in the C
+    engine: f16 rounds their weights to half; int8 quantizes them per row (qlinear)."""
     header, tensors = atmodel.read_model(model_dir)
     cfg = header["config"]
     vocab = atmodel.read_vocab(model_dir)
@@ -97,6 +119,15 @@ def load(model_dir, dtype=torch.float64, spm_path=None):
     m = Model(dir=model_dir, header=header, config=cfg,
               generation=atmodel.generation_with_defaults(header), vocab=vocab, w=w,
               positions=torch.from_numpy(pos).to(dtype), dtype=dtype)
+    m.weights = weights
+    for k in linear_weight_names(m):
+        w32 = torch.from_numpy(np.array(tensors[k])).to(torch.float32)
+        if weights == "f16":
+            m.lin[k] = w32.to(torch.float16).to(dtype)
+        elif weights == "int8":
+            m.lin[k] = quantize_rows_int8(w32)
+        elif weights != "f32":
+            raise ValueError(f"weights must be f32, f16 or int8, not {weights!r}")
     m.piece_to_id = {}
     for i, t in enumerate(vocab["tokens"]):
         m.piece_to_id.setdefault(t, i)  # first id wins if a piece appears twice
@@ -149,8 +180,23 @@ def activation(name, x):
     raise ValueError(name)
 
 
+def qlinear(m, x, name, bias):
+    """x · Wᵀ + bias for weight `name` in the model's weight dtype. int8: x is
+    quantized per row like the weights; the integer products are exact in float64;
+    the two scales multiply in float32 (as in the C epilogue), the rest in `dtype`."""
+    if m.weights == "f32":
+        return F.linear(x, m.w[name], bias)
+    if m.weights == "f16":
+        return F.linear(x, m.lin[name], bias)
+    q, sw = m.lin[name]
+    xq, sx = quantize_rows_int8(x)
+    acc = xq.to(torch.float64) @ q.to(torch.float64).T
+    scale = (sx * sw.reshape(-1)).to(torch.float64)
+    return (acc * scale).to(x.dtype) + bias
+
+
 def linear(m, x, prefix):
-    return F.linear(x, m.w[prefix + ".weight"], m.w[prefix + ".bias"])
+    return qlinear(m, x, prefix + ".weight", m.w[prefix + ".bias"])
 
 
 def layer_norm(m, x, prefix):
@@ -246,7 +292,7 @@ def forward_encoder(m, src_ids, capture=None):
 def output_logits(m, x):
     """logits = x · Wlmᵀ + final_logits_bias (bad_words_ids NOT applied here)."""
     _, _, lm = atmodel.embedding_names(m.config)
-    return F.linear(x, m.w[lm], m.w["final_logits_bias"])
+    return qlinear(m, x, lm, m.w["final_logits_bias"])
 
 
 def forward_decoder(m, enc, dec_ids, capture=None):
@@ -515,11 +561,13 @@ def main(argv=None):
     ap.add_argument("--max-length-factor", type=float, default=2.0)
     ap.add_argument("--max-length-extra", type=int, default=10)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--weights", choices=["f32", "f16", "int8"], default="f32",
+                    help="linear-layer weights as the engine's --dtype (default f32)")
     ap.add_argument("--spm", default=None, help="source SentencePiece model (default MODEL/source.spm)")
     ap.add_argument("--ids", action="store_true", help="print ids instead of text")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    m = load(a.model, dtype=getattr(torch, a.dtype), spm_path=a.spm)
+    m = load(a.model, dtype=getattr(torch, a.dtype), spm_path=a.spm, weights=a.weights)
     out = sys.stdout
     for i, line in enumerate(sys.stdin.buffer):
         text = line.decode("utf-8").rstrip("\n").rstrip("\r")

@@ -34,6 +34,7 @@ run() {   # run NAME COMMAND...
 
 run test_tokenizer "$BUILD/tests/test_tokenizer"
 run test_model "$BUILD/tests/test_model"
+run test_gemm "$BUILD/tests/test_gemm"
 run test_forward "$BUILD/tests/test_forward"
 run test_attn "$BUILD/tests/test_attn"
 for t in tokenizer vocab header translate; do

@@ -152,9 +152,23 @@ static void check_attention(const at_result *r, const char *name, int li, const 
     }
 }
 
-static void check_translations(at_model *m, const char *dir, const char *name) {
+/* How closely a fixture must be matched. f32 and f16 engines reproduce the float64
+ * reference to float rounding. int8 quantizes activations at run time, so a float
+ * difference upstream can move a value across a rounding boundary of the quantizer:
+ * the best hypothesis must still match exactly, lower n-best entries only where the
+ * reference's decision margin is clear of that noise, and scores within 0.05. */
+typedef struct tolerance {
+    double score, logprob; /* logprob: per generated token (a sum drifts with length) */
+    double nbest_margin; /* n-best entries below the best need this margin to be compared */
+} tolerance;
+
+static const tolerance EXACT = {TOL, 1e-3, 0.0}, QUANTIZED = {0.05, 0.03, 0.02};
+static int n_exempt;
+
+static void check_translations(at_model *m, const char *dir, const char *name, const char *file,
+                               const tolerance *tol) {
     char path[512];
-    snprintf(path, sizeof path, "%s/translations.json", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     cJSON *root = load_json(path);
     CHECK(root != NULL, "cannot read %s", path);
     if (!root) return;
@@ -190,8 +204,15 @@ static void check_translations(at_model *m, const char *dir, const char *name) {
                   name, li, set->string, r.n_hyps, cJSON_GetArraySize(hyps));
             int h = 0;
             const cJSON *hy;
+            const cJSON *mg = cJSON_GetObjectItem(cJSON_GetObjectItem(line, set->string), "min_margin");
+            double margin = cJSON_IsNumber(mg) ? mg->valuedouble : INFINITY;
             cJSON_ArrayForEach(hy, hyps) {
                 if (h >= r.n_hyps) break;
+                if (h > 0 && margin < tol->nbest_margin) {
+                    n_exempt++;
+                    h++;
+                    continue;
+                }
                 int32_t ids[2048];
                 int n = json_ids(cJSON_GetObjectItem(hy, "ids"), ids, 2048);
                 const at_hypothesis *g = &r.hyps[h];
@@ -203,9 +224,10 @@ static void check_translations(at_model *m, const char *dir, const char *name) {
                       li, set->string, h, g->text, text);
                 double sc = cJSON_GetObjectItem(hy, "score")->valuedouble;
                 double lp = cJSON_GetObjectItem(hy, "logprob")->valuedouble;
-                CHECK(fabs(sc - g->score) <= TOL, "%s line %d %s hyp %d: score %g vs %g", name, li,
-                      set->string, h, g->score, sc);
-                CHECK(fabs(lp - g->logprob) <= 1e-3, "%s line %d %s hyp %d: logprob %g vs %g",
+                CHECK(fabs(sc - g->score) <= tol->score, "%s line %d %s hyp %d: score %g vs %g", name,
+                      li, set->string, h, g->score, sc);
+                double lp_tol = tol == &EXACT ? tol->logprob : tol->logprob * (g->n_ids + 1);
+                CHECK(fabs(lp - g->logprob) <= lp_tol, "%s line %d %s hyp %d: logprob %g vs %g",
                       name, li, set->string, h, g->logprob, lp);
                 h++;
             }
@@ -219,9 +241,10 @@ static void check_translations(at_model *m, const char *dir, const char *name) {
 
 /* The same lines through at_translate_batch, in batches of `bs`: every hypothesis
  * must equal the reference's, as line by line. */
-static void check_batch(at_model *m, const char *dir, const char *name, int bs) {
+static void check_batch(at_model *m, const char *dir, const char *name, const char *file, int bs,
+                        const tolerance *tol) {
     char path[512];
-    snprintf(path, sizeof path, "%s/translations.json", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     cJSON *root = load_json(path);
     if (!root) return;
     at_session *s = NULL;
@@ -249,8 +272,12 @@ static void check_batch(at_model *m, const char *dir, const char *name, int bs) 
             for (int i = 0; st == AT_OK && i < k; i++) {
                 const cJSON *hyps = cJSON_GetObjectItem(
                     cJSON_GetObjectItem(cJSON_GetArrayItem(lines, start + i), set->string), "hyps");
+                const cJSON *mg = cJSON_GetObjectItem(
+                    cJSON_GetObjectItem(cJSON_GetArrayItem(lines, start + i), set->string), "min_margin");
+                double margin = cJSON_IsNumber(mg) ? mg->valuedouble : INFINITY;
+                int nh = margin < tol->nbest_margin ? 1 : res[i].n_hyps;
                 int ok = sts[i] == AT_OK && res[i].n_hyps == cJSON_GetArraySize(hyps);
-                for (int h = 0; ok && h < res[i].n_hyps; h++) {
+                for (int h = 0; ok && h < nh; h++) {
                     int32_t ids[2048];
                     int nid = json_ids(cJSON_GetObjectItem(cJSON_GetArrayItem(hyps, h), "ids"), ids, 2048);
                     ok = nid == res[i].hyps[h].n_ids &&
@@ -267,6 +294,61 @@ static void check_batch(at_model *m, const char *dir, const char *name, int bs) 
     cJSON_Delete(root);
 }
 
+/* int8 sums are exact integers and activations are quantized per row, so a line's
+ * translation must not depend on its batch at all: ids, texts and scores identical
+ * bit for bit between one-at-a-time and batches of 7. */
+static void check_batch_invariant(at_model *m, const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/inputs.txt", dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot read %s", path);
+    if (!f) return;
+    char *texts[64];
+    size_t lens[64];
+    int n = 0;
+    char buf[8192];
+    while (n < 64 && fgets(buf, sizeof buf, f)) {
+        size_t len = strcspn(buf, "\n");
+        buf[len] = 0;
+        texts[n] = malloc(len + 1);
+        if (!texts[n]) break;
+        memcpy(texts[n], buf, len + 1), lens[n] = len, n++;
+    }
+    fclose(f);
+    at_session *one = NULL, *many = NULL;
+    at_error err = {0};
+    at_session_new(m, &one, &err);
+    at_session_new(m, &many, &err);
+    for (int beam = 1; beam <= 4; beam += 3) {
+        at_options o = at_default_options(m);
+        o.beam_size = beam, o.n_best = beam;
+        for (int start = 0; start < n; start += 7) {
+            int k = n - start < 7 ? n - start : 7;
+            at_result res[7];
+            at_status sts[7];
+            if (at_translate_batch(many, k, (const char *const *)texts + start, lens + start, &o, res,
+                                   sts, NULL, &err) != AT_OK)
+                continue;
+            for (int i = 0; i < k; i++) {
+                at_result r1;
+                at_status st = at_translate(one, texts[start + i], lens[start + i], &o, &r1, &err);
+                int ok = st == sts[i] && (st != AT_OK || r1.n_hyps == res[i].n_hyps);
+                for (int h = 0; ok && st == AT_OK && h < r1.n_hyps; h++)
+                    ok = r1.hyps[h].n_ids == res[i].hyps[h].n_ids &&
+                         !memcmp(r1.hyps[h].ids, res[i].hyps[h].ids,
+                                 (size_t)r1.hyps[h].n_ids * sizeof *r1.hyps[h].ids) &&
+                         r1.hyps[h].score == res[i].hyps[h].score &&
+                         r1.hyps[h].logprob == res[i].hyps[h].logprob;
+                CHECK(ok, "%s beam %d: line %d alone differs from its batch of 7", name, beam,
+                      start + i);
+            }
+        }
+    }
+    at_session_free(one);
+    at_session_free(many);
+    for (int i = 0; i < n; i++) free(texts[i]);
+}
+
 int main(int argc, char **argv) {
     const char *dirs[] = {"tests/fixtures/tiny/A", "tests/fixtures/tiny/B", "tests/fixtures/tiny/C"};
     int n = argc > 1 ? argc - 1 : 3;
@@ -279,10 +361,28 @@ int main(int argc, char **argv) {
         if (st) continue;
         const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
         check_activations(m, dir, name);
-        check_translations(m, dir, name);
-        check_batch(m, dir, name, 7);
-        check_batch(m, dir, name, 32);
+        check_translations(m, dir, name, "translations.json", &EXACT);
+        check_batch(m, dir, name, "translations.json", 7, &EXACT);
+        check_batch(m, dir, name, "translations.json", 32, &EXACT);
         at_model_free(m);
+        /* --dtype f16 / int8 against the reference's --weights f16 / int8 */
+        static const struct { at_dtype dt; const char *file; } q[] = {
+            {AT_DTYPE_F16, "translations_f16.json"}, {AT_DTYPE_INT8, "translations_int8.json"}};
+        for (int k = 0; k < 2; k++) {
+            st = at_model_load_dtype(dir, q[k].dt, &m, &err);
+            CHECK(st == AT_OK, "load %s as %s: %s", dir, q[k].file, err.message);
+            if (st) continue;
+            char label[64];
+            snprintf(label, sizeof label, "%s/%s", name, q[k].dt == AT_DTYPE_F16 ? "f16" : "int8");
+            const tolerance *tol = q[k].dt == AT_DTYPE_INT8 ? &QUANTIZED : &EXACT;
+            check_translations(m, dir, label, q[k].file, tol);
+            check_batch(m, dir, label, q[k].file, 7, tol);
+            check_batch(m, dir, label, q[k].file, 32, tol);
+            if (q[k].dt == AT_DTYPE_INT8) check_batch_invariant(m, dir, label);
+            at_model_free(m);
+        }
     }
+    printf("test_forward: %d int8 n-best entries below the best not compared (reference margin < %g)\n",
+           n_exempt, QUANTIZED.nbest_margin);
     return check_report("test_forward");
 }

@@ -1,0 +1,383 @@
+/* gemm.c — linear-layer products for f32, f16 and int8 weights (see gemm.h).
+ *
+ * The SIMD kernels are compiled with per-function target attributes and chosen at
+ * run time, so one binary built for baseline x86-64 uses AVX2 or AVX-512 VNNI
+ * where the CPU has them. Other architectures get the scalar code. */
+#include "gemm.h"
+#include "internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GEMM_X86 1
+#include <immintrin.h>
+#else
+#define GEMM_X86 0
+#endif
+
+/* Rows at or below which f32/f16 weights are multiplied directly (each weight read
+ * once, no packing); above it sgemm's packing pays for itself. */
+#define GEMM_DIRECT_MAX 8
+
+/* ---- ISA ---------------------------------------------------------------------- */
+
+gemm_isa gemm_detect_isa(void) {
+    gemm_isa best = GEMM_SCALAR;
+#if GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = GEMM_AVX2;
+    if (best == GEMM_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        best = GEMM_AVX512;
+#endif
+    const char *env = getenv("ATTN_TRANSLATE_ISA");
+    if (env) {
+        gemm_isa want = !strcmp(env, "scalar") ? GEMM_SCALAR
+                        : !strcmp(env, "avx2") ? GEMM_AVX2
+                                               : GEMM_AVX512;
+        if (want < best) best = want;
+    }
+    return best;
+}
+
+const char *gemm_isa_name(gemm_isa isa) {
+    switch (isa) {
+    case GEMM_AVX512: return "avx512-vnni";
+    case GEMM_AVX2: return "avx2";
+    default: return "scalar";
+    }
+}
+
+/* ---- int8: packing and quantization -------------------------------------------- */
+
+size_t gemm_q8_bytes(int out, int in) { return (size_t)gemm_pad16(out) * (size_t)gemm_pad4(in); }
+
+static size_t q8_index(int n, int k, int in4) {
+    return (((size_t)(n / 16) * (size_t)(in4 / 4) + (size_t)(k / 4)) * 16 + (size_t)(n % 16)) * 4 +
+           (size_t)(k % 4);
+}
+
+static float absmax(const float *x, int n) {
+    float a = 0.0f;
+    for (int i = 0; i < n; i++) a = fabsf(x[i]) > a ? fabsf(x[i]) : a;
+    return a;
+}
+
+/* round-half-even of x·inv, clamped to ±127 (the clamp only catches rounding at the edge) */
+static int8_t q8(float x, float inv) {
+    long v = lrintf(x * inv);
+    return (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+}
+
+void gemm_q8_pack(const float *W, int out, int in, int8_t *q, float *scale, int32_t *qsum) {
+    int out16 = gemm_pad16(out), in4 = gemm_pad4(in);
+    memset(q, 0, gemm_q8_bytes(out, in));
+    for (int n = 0; n < out16; n++) {
+        scale[n] = 0.0f, qsum[n] = 0;
+        if (n >= out) continue;
+        const float *row = W + (size_t)n * in;
+        float amax = absmax(row, in), inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int k = 0; k < in; k++) {
+            int8_t v = q8(row[k], inv);
+            q[q8_index(n, k, in4)] = v;
+            sum += v;
+        }
+        scale[n] = amax / 127.0f;
+        qsum[n] = 128 * sum;
+    }
+}
+
+/* Quantizes M rows of x (in values each) into xq rows of in4 bytes: signed, or
+ * offset by 128 (unsigned) for VNNI. Padding holds the code of 0. */
+static void quantize_rows(const float *x, int M, int in, int8_t *xq, float *xs, int offset) {
+    int in4 = gemm_pad4(in);
+    for (int m = 0; m < M; m++) {
+        const float *row = x + (size_t)m * in;
+        int8_t *dst = xq + (size_t)m * in4;
+        float amax = absmax(row, in), inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        xs[m] = amax / 127.0f;
+        if (offset) {
+            uint8_t *u = (uint8_t *)dst;
+            for (int k = 0; k < in; k++) u[k] = (uint8_t)(q8(row[k], inv) + 128);
+            for (int k = in; k < in4; k++) u[k] = 128;
+        } else {
+            for (int k = 0; k < in; k++) dst[k] = q8(row[k], inv);
+            for (int k = in; k < in4; k++) dst[k] = 0;
+        }
+    }
+}
+
+/* The shared epilogue, written once so every kernel rounds the same way:
+ * y = fma((float)acc, xs·ws, b). */
+static float q8_out(int32_t acc, float xs, float ws, float b) { return fmaf((float)acc, xs * ws, b); }
+
+static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L, float *y) {
+    int in4 = gemm_pad4(L->in), K4 = in4 / 4;
+    for (int m = 0; m < M; m++) {
+        const int8_t *xr = xq + (size_t)m * in4;
+        for (int n = 0; n < L->out; n++) {
+            const int8_t *w = L->q + ((size_t)(n / 16) * K4 * 16 + (size_t)(n % 16)) * 4;
+            int32_t acc = 0;
+            for (int k4 = 0; k4 < K4; k4++, w += 64)
+                for (int j = 0; j < 4; j++) acc += (int32_t)xr[4 * k4 + j] * w[j];
+            y[(size_t)m * L->out + n] = q8_out(acc, xs[m], L->qscale[n], L->b ? L->b[n] : 0.0f);
+        }
+    }
+}
+
+#if GEMM_X86
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* One tile: MR activation rows × NR blocks of 16 outputs, over all of in4. */
+#define VNNI_TILE(MR, NR)                                                                     \
+    AVX512_TARGET static void vnni_tile_##MR##_##NR(const uint8_t *x, int in4, const int8_t *w, \
+                                                     __m512i acc[MR][NR]) {                   \
+        int K4 = in4 / 4;                                                                     \
+        for (int i = 0; i < MR; i++)                                                          \
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();                  \
+        for (int k4 = 0; k4 < K4; k4++) {                                                     \
+            __m512i wv[NR];                                                                   \
+            for (int j = 0; j < NR; j++)                                                      \
+                wv[j] = _mm512_loadu_si512((const void *)(w + ((size_t)j * K4 + k4) * 64));   \
+            for (int i = 0; i < MR; i++) {                                                    \
+                int32_t x4;                                                                   \
+                memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
+                __m512i xb = _mm512_set1_epi32(x4);                                           \
+                for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, wv[j]); \
+            }                                                                                 \
+        }                                                                                     \
+    }
+VNNI_TILE(4, 4)
+VNNI_TILE(1, 4)
+VNNI_TILE(4, 1)
+VNNI_TILE(1, 1)
+
+AVX512_TARGET static void vnni_store(__m512i acc, const at_lin *L, int n0, float xs, float *y) {
+    int left = L->out - n0;
+    __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    __m512i a = _mm512_sub_epi32(acc, _mm512_loadu_si512((const void *)(L->qsum + n0)));
+    __m512 s = _mm512_mul_ps(_mm512_set1_ps(xs), _mm512_loadu_ps(L->qscale + n0));
+    __m512 b = L->b ? _mm512_maskz_loadu_ps(k, L->b + n0) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(y + n0, k, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), s, b));
+}
+
+#define VNNI_RUN(MR, NR)                                                                      \
+    do {                                                                                      \
+        __m512i acc[MR][NR];                                                                  \
+        vnni_tile_##MR##_##NR(xq + (size_t)m * in4, in4, wb, acc);                            \
+        for (int i = 0; i < MR; i++)                                                          \
+            for (int j = 0; j < NR; j++)                                                      \
+                vnni_store(acc[i][j], L, (nb + j) * 16, xs[m + i], y + (size_t)(m + i) * L->out); \
+    } while (0)
+
+AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, const at_lin *L,
+                                    float *y) {
+    int in4 = gemm_pad4(L->in), NB = gemm_pad16(L->out) / 16;
+    for (int nb = 0; nb < NB;) {
+        const int8_t *wb = L->q + (size_t)nb * in4 * 16;
+        if (nb + 4 <= NB) {
+            int m = 0;
+            for (; m + 4 <= M; m += 4) VNNI_RUN(4, 4);
+            for (; m < M; m++) VNNI_RUN(1, 4);
+            nb += 4;
+        } else {
+            int m = 0;
+            for (; m + 4 <= M; m += 4) VNNI_RUN(4, 1);
+            for (; m < M; m++) VNNI_RUN(1, 1);
+            nb += 1;
+        }
+    }
+}
+
+/* AVX2 has no VNNI: |x| (unsigned) times w with x's sign (signed) through
+ * vpmaddubsw never saturates (127·127·2 < 32767), then vpmaddwd sums pairs. */
+#define AVX2_TILE(MR)                                                                         \
+    AVX2_TARGET static void avx2_tile_##MR(const int8_t *x, int in4, const int8_t *w,        \
+                                           __m256i acc[MR][2]) {                              \
+        int K4 = in4 / 4;                                                                     \
+        const __m256i ones = _mm256_set1_epi16(1);                                            \
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();          \
+        for (int k4 = 0; k4 < K4; k4++) {                                                     \
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64));          \
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64 + 32));     \
+            for (int i = 0; i < MR; i++) {                                                    \
+                int32_t x4;                                                                   \
+                memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
+                __m256i xb = _mm256_set1_epi32(x4), ax = _mm256_sign_epi8(xb, xb);            \
+                __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));              \
+                __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));              \
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(p0, ones));         \
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(p1, ones));         \
+            }                                                                                 \
+        }                                                                                     \
+    }
+AVX2_TILE(4)
+AVX2_TILE(1)
+
+AVX2_TARGET static void avx2_store(__m256i acc, const at_lin *L, int n0, float xs, float *y) {
+    int left = L->out - n0;
+    __m256 s = _mm256_mul_ps(_mm256_set1_ps(xs), _mm256_loadu_ps(L->qscale + n0));
+    __m256 f = _mm256_cvtepi32_ps(acc);
+    if (left >= 8) {
+        __m256 b = L->b ? _mm256_loadu_ps(L->b + n0) : _mm256_setzero_ps();
+        _mm256_storeu_ps(y + n0, _mm256_fmadd_ps(f, s, b));
+    } else {
+        float tmp[8], sc[8];
+        int32_t a[8];
+        _mm256_storeu_ps(sc, s);
+        _mm256_storeu_si256((__m256i *)a, acc);
+        (void)f;
+        for (int j = 0; j < left; j++) tmp[j] = fmaf((float)a[j], sc[j], L->b ? L->b[n0 + j] : 0.0f);
+        memcpy(y + n0, tmp, (size_t)left * sizeof *tmp);
+    }
+}
+
+#define AVX2_RUN(MR)                                                                          \
+    do {                                                                                      \
+        __m256i acc[MR][2];                                                                   \
+        avx2_tile_##MR(xq + (size_t)m * in4, in4, wb, acc);                                   \
+        for (int i = 0; i < MR; i++)                                                          \
+            for (int j = 0; j < 2 && nb * 16 + j * 8 < L->out; j++)                           \
+                avx2_store(acc[i][j], L, nb * 16 + j * 8, xs[m + i], y + (size_t)(m + i) * L->out); \
+    } while (0)
+
+AVX2_TARGET static void q8_avx2(const int8_t *xq, const float *xs, int M, const at_lin *L,
+                                float *y) {
+    int in4 = gemm_pad4(L->in), NB = gemm_pad16(L->out) / 16;
+    for (int nb = 0; nb < NB; nb++) {
+        const int8_t *wb = L->q + (size_t)nb * in4 * 16;
+        int m = 0;
+        for (; m + 4 <= M; m += 4) AVX2_RUN(4);
+        for (; m < M; m++) AVX2_RUN(1);
+    }
+}
+#endif /* GEMM_X86 */
+
+void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float *y,
+                    const gemm_scratch *ws) {
+#if GEMM_X86
+    if (isa == GEMM_AVX512) {
+        quantize_rows(x, M, L->in, ws->xq, ws->xs, 1);
+        q8_avx512((const uint8_t *)ws->xq, ws->xs, M, L, y);
+        return;
+    }
+    if (isa == GEMM_AVX2) {
+        quantize_rows(x, M, L->in, ws->xq, ws->xs, 0);
+        q8_avx2(ws->xq, ws->xs, M, L, y);
+        return;
+    }
+#endif
+    (void)isa;
+    quantize_rows(x, M, L->in, ws->xq, ws->xs, 0);
+    q8_scalar(ws->xq, ws->xs, M, L, y);
+}
+
+/* ---- f32 and f16 ----------------------------------------------------------------- */
+
+static void set_bias(float *y, int M, const at_lin *L) {
+    for (int i = 0; i < M; i++) memcpy(y + (size_t)i * L->out, L->b, (size_t)L->out * sizeof *y);
+}
+
+#if GEMM_X86
+AVX2_TARGET static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Direct product for a few rows: each weight row is read once and dotted with up
+ * to 4 activation rows. W is f32 (h == NULL) or half. */
+AVX2_TARGET static void direct_avx2(const float *x, int M, const at_lin *L, int half, float *y) {
+    int K = L->in, K8 = K & ~7;
+    for (int n = 0; n < L->out; n++) {
+        const float *wf = half ? NULL : L->w + (size_t)n * K;
+        const uint16_t *wh = half ? L->h + (size_t)n * K : NULL;
+        for (int m0 = 0; m0 < M; m0 += 4) {
+            int mr = M - m0 < 4 ? M - m0 : 4;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                             _mm256_setzero_ps()};
+            const float *xr = x + (size_t)m0 * K;
+            for (int k = 0; k < K8; k += 8) {
+                __m256 w = wf ? _mm256_loadu_ps(wf + k)
+                              : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wh + k)));
+                for (int i = 0; i < mr; i++)
+                    acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xr + (size_t)i * K + k), acc[i]);
+            }
+            for (int i = 0; i < mr; i++) {
+                float s = hsum256(acc[i]);
+                for (int k = K8; k < K; k++)
+                    s += (wf ? wf[k] : _cvtsh_ss(wh[k])) * xr[(size_t)i * K + k];
+                y[(size_t)(m0 + i) * L->out + n] = s + (L->b ? L->b[n] : 0.0f);
+            }
+        }
+    }
+}
+
+AVX2_TARGET static void widen_f16c(const uint16_t *h, size_t n, float *out) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) out[i] = _cvtsh_ss(h[i]);
+}
+#endif
+
+static void widen(gemm_isa isa, const uint16_t *h, size_t n, float *out) {
+#if GEMM_X86
+    if (isa >= GEMM_AVX2) {
+        widen_f16c(h, n, out);
+        return;
+    }
+#endif
+    (void)isa;
+    for (size_t i = 0; i < n; i++) out[i] = at_half_to_float(h[i]);
+}
+
+static void sgemm_rows(const float *x, int M, const at_lin *L, const float *W, int n0, int nr,
+                       float *y) {
+    float beta = L->b ? 1.0f : 0.0f;
+    if (M == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, L->in, 1.0f, W, L->in, x, 1, beta, y + n0, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, L->in, 1.0f, x, L->in, W,
+                    L->in, beta, y + n0, L->out);
+}
+
+void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, float *y,
+                 const gemm_scratch *ws) {
+    gemm_isa isa = (gemm_isa)m->isa;
+    if (m->wtype == AT_W_INT8) {
+        gemm_q8_linear(isa, L, x, M, y, ws);
+        return;
+    }
+#if GEMM_X86
+    if (isa >= GEMM_AVX2 && M <= GEMM_DIRECT_MAX && (m->wtype == AT_W_F16 || M > 1)) {
+        direct_avx2(x, M, L, m->wtype == AT_W_F16, y);
+        return;
+    }
+#endif
+    if (L->b) set_bias(y, M, L);
+    if (m->wtype == AT_W_F32) {
+        sgemm_rows(x, M, L, L->w, 0, L->out, y);
+        return;
+    }
+    /* f16, many rows: widen GEMM_WIDE_ROWS weight rows at a time */
+    for (int n0 = 0; n0 < L->out; n0 += GEMM_WIDE_ROWS) {
+        int nr = L->out - n0 < GEMM_WIDE_ROWS ? L->out - n0 : GEMM_WIDE_ROWS;
+        widen(isa, L->h + (size_t)n0 * L->in, (size_t)nr * L->in, ws->wide);
+        sgemm_rows(x, M, L, ws->wide, n0, nr, y);
+    }
+}
+
+void gemm_scratch_size(int rows, int in_max, size_t *xq_bytes, size_t *xs_floats,
+                       size_t *wide_floats) {
+    *xq_bytes = (size_t)rows * (size_t)gemm_pad4(in_max) + 64;
+    *xs_floats = (size_t)rows + 16;
+    *wide_floats = (size_t)GEMM_WIDE_ROWS * (size_t)in_max;
+}

@@ -1,0 +1,65 @@
+/* gemm.h — the products of linear layers, for each weight dtype. Private to lib/.
+ *
+ * f32   OpenBLAS sgemm/sgemv on the weights as loaded.
+ * f16   weights kept as IEEE half (half the memory); one or a few rows are multiplied
+ *       straight from half with F16C + FMA, larger batches widen a block of weight
+ *       rows at a time into scratch and hand it to sgemm.
+ * int8  weights quantized per output row (w ≈ q · scale, |q| ≤ 127), activations
+ *       quantized per input row the same way at run time, products accumulated
+ *       exactly in int32, then y = acc · (scale_x · scale_w) + b. Because the integer
+ *       part is exact, every kernel (AVX-512 VNNI, AVX2, scalar) gives bit-identical
+ *       output, and a row's output does not depend on the other rows of the batch.
+ *
+ * int8 packed layout: the (out, in) matrix is padded to out16 = out rounded up to
+ * 16 and in4 = in rounded up to 4 (with zeros) and stored as
+ *     [out16 / 16][in4 / 4][16 output rows][4 consecutive inputs]
+ * so one 64-byte load holds 4 inputs of 16 outputs — the operand of one VNNI
+ * vpdpbusd against 4 broadcast activation bytes. */
+#ifndef AT_GEMM_H
+#define AT_GEMM_H
+
+#include "model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { GEMM_SCALAR = 0, GEMM_AVX2 = 1, GEMM_AVX512 = 2 } gemm_isa;
+
+/* The best kernels this CPU runs, lowered by the environment variable
+ * ATTN_TRANSLATE_ISA=scalar|avx2|avx512 (for tests and comparisons). */
+gemm_isa gemm_detect_isa(void);
+const char *gemm_isa_name(gemm_isa isa);
+
+static inline int gemm_pad16(int n) { return (n + 15) & ~15; }
+static inline int gemm_pad4(int n) { return (n + 3) & ~3; }
+
+/* Bytes of the packed int8 form of an (out, in) matrix. */
+size_t gemm_q8_bytes(int out, int in);
+
+/* Quantizes W (out, in) row by row into `q` (gemm_q8_bytes), scale and qsum
+ * (gemm_pad16(out) each; padding rows get scale 0). Caller owns all buffers. */
+void gemm_q8_pack(const float *W, int out, int in, int8_t *q, float *scale, int32_t *qsum);
+
+/* Scratch for one product: quantized activations and widened f16 blocks.
+ * Owned by the session; sized by gemm_scratch_size(). */
+typedef struct gemm_scratch {
+    int8_t *xq;    /* (rows, pad4(in_max)) */
+    float *xs;     /* (rows) */
+    float *wide;   /* (GEMM_WIDE_ROWS, in_max) */
+} gemm_scratch;
+
+#define GEMM_WIDE_ROWS 256
+
+/* Sizes of the three scratch arrays for `rows` rows of at most `in_max` inputs. */
+void gemm_scratch_size(int rows, int in_max, size_t *xq_bytes, size_t *xs_floats,
+                       size_t *wide_floats);
+
+/* y[M, L->out] = x[M, L->in] · Wᵀ + b with the model's weight dtype and kernels. */
+void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, float *y,
+                 const gemm_scratch *ws);
+
+/* The int8 product on its own, for tests: kernels of `isa` on x quantized per row. */
+void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float *y,
+                    const gemm_scratch *ws);
+
+#endif

@@ -1,0 +1,240 @@
+/* test_gemm.c — the linear-layer kernels (lib/gemm.c):
+ *   - against numpy's golden outputs (tests/fixtures/gemm/gemm.json, made by
+ *     scripts/make_gemm_fixture.py): int8 within 2 float32 ulps (the integer part is
+ *     exact, the epilogue rounds once), f16 and f32 within 1e-5 relative;
+ *   - float → half conversion bit for bit against numpy;
+ *   - every int8 kernel this CPU runs (AVX-512 VNNI, AVX2) bit-identical to the
+ *     scalar one, and a row's output independent of the other rows, on awkward shapes;
+ *   - the direct f32/f16 kernels for few rows against sgemm;
+ *   - int8 error against the f32 product bounded by the quantization steps. */
+#include "check.h"
+#include "gemm.h"
+#include "internal.h"
+#include "model.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cJSON *load_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    return j;
+}
+
+static float *json_floats(const cJSON *arr, int n) {
+    float *v = malloc((size_t)n * sizeof *v);
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr) if (i < n) v[i++] = (float)x->valuedouble;
+    if (i != n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A linear layer and its compute forms, all owned here. */
+typedef struct layer {
+    at_lin L;
+    int8_t *q;
+    float *qscale;
+    int32_t *qsum;
+    uint16_t *h;
+} layer;
+
+static void layer_init(layer *y, const float *W, const float *b, int out, int in) {
+    memset(y, 0, sizeof *y);
+    y->L.out = out, y->L.in = in, y->L.w = W, y->L.b = b;
+    y->q = malloc(gemm_q8_bytes(out, in));
+    y->qscale = malloc((size_t)gemm_pad16(out) * sizeof *y->qscale);
+    y->qsum = malloc((size_t)gemm_pad16(out) * sizeof *y->qsum);
+    y->h = malloc((size_t)out * in * sizeof *y->h);
+    gemm_q8_pack(W, out, in, y->q, y->qscale, y->qsum);
+    for (size_t i = 0; i < (size_t)out * in; i++) y->h[i] = at_float_to_half(W[i]);
+    y->L.q = y->q, y->L.qscale = y->qscale, y->L.qsum = y->qsum, y->L.h = y->h;
+}
+
+static void layer_free(layer *y) {
+    free(y->q), free(y->qscale), free(y->qsum), free(y->h);
+}
+
+static gemm_scratch scratch_new(int rows, int in) {
+    size_t a, b, c;
+    gemm_scratch_size(rows, in, &a, &b, &c);
+    gemm_scratch s = {malloc(a), malloc(b * sizeof(float)), malloc(c * sizeof(float))};
+    return s;
+}
+
+static void scratch_free(gemm_scratch *s) { free(s->xq), free(s->xs), free(s->wide); }
+
+/* a model shell that only carries the dtype and the kernels */
+static at_model shell(at_wtype wt, gemm_isa isa) {
+    at_model m;
+    memset(&m, 0, sizeof m);
+    m.wtype = wt, m.isa = (int)isa;
+    return m;
+}
+
+static double ulps(float a, float b) {
+    if (a == b) return 0;
+    float m = fabsf(a) > fabsf(b) ? fabsf(a) : fabsf(b);
+    return fabs((double)a - b) / (nextafterf(m, INFINITY) - m);
+}
+
+static void check_fixture(gemm_isa best) {
+    const char *path = "tests/fixtures/gemm/gemm.json";
+    cJSON *root = load_json(path);
+    CHECK(root != NULL, "cannot read %s", path);
+    if (!root) return;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
+        int M = cJSON_GetObjectItem(c, "M")->valueint, out = cJSON_GetObjectItem(c, "out")->valueint,
+            in = cJSON_GetObjectItem(c, "in")->valueint;
+        float *x = json_floats(cJSON_GetObjectItem(c, "x"), M * in);
+        float *W = json_floats(cJSON_GetObjectItem(c, "W"), out * in);
+        float *b = json_floats(cJSON_GetObjectItem(c, "b"), out);
+        float *y8 = json_floats(cJSON_GetObjectItem(c, "y_int8"), M * out);
+        float *y16 = json_floats(cJSON_GetObjectItem(c, "y_f16"), M * out);
+        float *y32 = json_floats(cJSON_GetObjectItem(c, "y_f32"), M * out);
+        CHECK(x && W && b && y8 && y16 && y32, "case %dx%dx%d: bad arrays", M, out, in);
+        if (!(x && W && b && y8 && y16 && y32)) continue;
+        layer ly;
+        layer_init(&ly, W, b, out, in);
+        gemm_scratch ws = scratch_new(M, in);
+        float *y = malloc((size_t)M * out * sizeof *y);
+        for (int isa = GEMM_SCALAR; isa <= (int)best; isa++) {
+            gemm_q8_linear((gemm_isa)isa, &ly.L, x, M, y, &ws);
+            double worst = 0;
+            for (int i = 0; i < M * out; i++) worst = fmax(worst, ulps(y[i], y8[i]));
+            CHECK(worst <= 2, "int8 %s %dx%dx%d: %g ulps from numpy", gemm_isa_name((gemm_isa)isa),
+                  M, out, in, worst);
+            for (int wt = AT_W_F32; wt <= AT_W_F16; wt++) {
+                at_model m = shell((at_wtype)wt, (gemm_isa)isa);
+                gemm_linear(&m, &ly.L, x, M, y, &ws);
+                const float *want = wt == AT_W_F32 ? y32 : y16;
+                double err = 0;
+                for (int i = 0; i < M * out; i++)
+                    err = fmax(err, fabs(y[i] - want[i]) / (1.0 + fabs(want[i])));
+                CHECK(err <= 1e-5, "%s %s %dx%dx%d: relative error %g", wt == AT_W_F32 ? "f32" : "f16",
+                      gemm_isa_name((gemm_isa)isa), M, out, in, err);
+            }
+        }
+        free(y);
+        scratch_free(&ws);
+        layer_free(&ly);
+        free(x), free(W), free(b), free(y8), free(y16), free(y32);
+    }
+    const cJSON *h = cJSON_GetObjectItem(root, "half");
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(h, "float"));
+    float *v = json_floats(cJSON_GetObjectItem(h, "float"), n);
+    const cJSON *bits = cJSON_GetObjectItem(h, "half_bits");
+    for (int i = 0; v && i < n; i++) {
+        unsigned want = (unsigned)cJSON_GetArrayItem(bits, i)->valueint, got = at_float_to_half(v[i]);
+        CHECK(got == want, "float_to_half(%.9g) = 0x%04x, numpy 0x%04x", (double)v[i], got, want);
+        if ((want & 0x7c00u) != 0x7c00u) /* and back, exactly */
+            CHECK(at_float_to_half(at_half_to_float((uint16_t)want)) == want, "half round trip 0x%04x", want);
+    }
+    free(v);
+    cJSON_Delete(root);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
+}
+
+static void check_kernels(gemm_isa best) {
+    static const int shapes[][2] = {{1, 1}, {15, 3}, {16, 4}, {17, 5}, {31, 63}, {64, 64},
+                                    {100, 36}, {37, 130}, {512, 512}, {1000, 512}, {512, 2048}};
+    static const int Ms[] = {1, 2, 3, 4, 5, 8, 9, 17, 33};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int out = shapes[si][0], in = shapes[si][1], Mmax = 33;
+        float *W = malloc((size_t)out * in * sizeof *W), *b = malloc((size_t)out * sizeof *b);
+        float *x = malloc((size_t)Mmax * in * sizeof *x);
+        for (size_t i = 0; i < (size_t)out * in; i++) W[i] = frand() * (i % 97 == 0 ? 4.0f : 0.3f);
+        for (int i = 0; i < out; i++) b[i] = frand();
+        for (size_t i = 0; i < (size_t)Mmax * in; i++) x[i] = frand() * 2.0f;
+        layer ly;
+        layer_init(&ly, W, b, out, in);
+        gemm_scratch ws = scratch_new(Mmax, in);
+        size_t ny = (size_t)Mmax * out;
+        float *ref = malloc(ny * sizeof *ref), *y = malloc(ny * sizeof *y), *f32 = malloc(ny * sizeof *f32);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+            int M = Ms[mi];
+            gemm_q8_linear(GEMM_SCALAR, &ly.L, x, M, ref, &ws);
+            for (int isa = GEMM_AVX2; isa <= (int)best; isa++) {
+                gemm_q8_linear((gemm_isa)isa, &ly.L, x, M, y, &ws);
+                CHECK(!memcmp(y, ref, (size_t)M * out * sizeof *y), "int8 %s %dx%dx%d differs from scalar",
+                      gemm_isa_name((gemm_isa)isa), M, out, in);
+            }
+            /* row independence: the last row alone gives the same bits */
+            gemm_q8_linear(best, &ly.L, x + (size_t)(M - 1) * in, 1, y, &ws);
+            CHECK(!memcmp(y, ref + (size_t)(M - 1) * out, (size_t)out * sizeof *y),
+                  "int8 %dx%dx%d: last row alone differs", M, out, in);
+            /* error against f32: each product term is off by at most half a step of x
+             * times |w| plus half a step of w times |x| (plus their product) */
+            at_model m32 = shell(AT_W_F32, GEMM_SCALAR);
+            gemm_linear(&m32, &ly.L, x, M, f32, &ws);
+            int bad = 0;
+            for (int r = 0; r < M; r++) {
+                float ax = 0;
+                for (int k = 0; k < in; k++) ax = fmaxf(ax, fabsf(x[(size_t)r * in + k]));
+                for (int n = 0; n < out; n++) {
+                    double bound = 1e-5, aw = 0;
+                    for (int k = 0; k < in; k++) aw = fmax(aw, fabsf(W[(size_t)n * in + k]));
+                    for (int k = 0; k < in; k++) {
+                        double xv = fabs(x[(size_t)r * in + k]), wv = fabs(W[(size_t)n * in + k]);
+                        bound += 0.5 * ax / 127 * (wv + 0.5 * aw / 127) + 0.5 * aw / 127 * xv;
+                    }
+                    if (fabs(ref[(size_t)r * out + n] - f32[(size_t)r * out + n]) > bound) bad++;
+                }
+            }
+            CHECK(bad == 0, "int8 %dx%dx%d: %d outputs beyond the quantization bound", M, out, in, bad);
+            /* direct f32 / f16 kernels (few rows) against sgemm */
+            if (best >= GEMM_AVX2) {
+                at_model mf = shell(AT_W_F32, best), mh = shell(AT_W_F16, best),
+                         mh0 = shell(AT_W_F16, GEMM_SCALAR);
+                gemm_linear(&mf, &ly.L, x, M, y, &ws);
+                double err = 0;
+                for (size_t i = 0; i < (size_t)M * out; i++)
+                    err = fmax(err, fabs(y[i] - f32[i]) / (1.0 + fabs(f32[i])));
+                double tol = 1e-5 * (in > 512 ? in / 512.0 : 1.0); /* float sums drift with length */
+                CHECK(err <= tol, "f32 %dx%dx%d: %g from sgemm", M, out, in, err);
+                gemm_linear(&mh0, &ly.L, x, M, ref, &ws);
+                gemm_linear(&mh, &ly.L, x, M, y, &ws);
+                err = 0;
+                for (size_t i = 0; i < (size_t)M * out; i++)
+                    err = fmax(err, fabs(y[i] - ref[i]) / (1.0 + fabs(ref[i])));
+                CHECK(err <= tol, "f16 %dx%dx%d: %g from widened sgemm", M, out, in, err);
+            }
+        }
+        free(ref), free(y), free(f32), free(W), free(b), free(x);
+        scratch_free(&ws);
+        layer_free(&ly);
+    }
+}
+
+int main(void) {
+    gemm_isa best = gemm_detect_isa();
+    printf("test_gemm: kernels up to %s\n", gemm_isa_name(best));
+    check_fixture(best);
+    check_kernels(best);
+    return check_report("test_gemm");
+}
