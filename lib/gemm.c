@@ -82,9 +82,10 @@ void gemm_q8_pack(const float *W, int out, int in, int8_t *q, float *scale, int3
         const float *row = W + (size_t)n * in;
         float amax = absmax(row, in), inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         int32_t sum = 0;
+        int8_t *dst = q + q8_index(n, 0, in4); /* then 64 bytes per group of 4 inputs */
         for (int k = 0; k < in; k++) {
             int8_t v = q8(row[k], inv);
-            q[q8_index(n, k, in4)] = v;
+            dst[(size_t)(k / 4) * 64 + (size_t)(k % 4)] = v;
             sum += v;
         }
         scale[n] = amax / 127.0f;
@@ -133,23 +134,26 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
 #if GEMM_X86
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+/* the tile loops have constant trip counts: unrolled, their accumulators live in
+ * registers (at -O2 GCC would keep them in memory) */
+#define UNROLL _Pragma("GCC unroll 16")
 
 /* One tile: MR activation rows × NR blocks of 16 outputs, over all of in4. */
 #define VNNI_TILE(MR, NR)                                                                     \
     AVX512_TARGET static void vnni_tile_##MR##_##NR(const uint8_t *x, int in4, const int8_t *w, \
                                                      __m512i acc[MR][NR]) {                   \
         int K4 = in4 / 4;                                                                     \
-        for (int i = 0; i < MR; i++)                                                          \
-            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();                  \
+        UNROLL for (int i = 0; i < MR; i++)                                                          \
+            UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();                  \
         for (int k4 = 0; k4 < K4; k4++) {                                                     \
             __m512i wv[NR];                                                                   \
-            for (int j = 0; j < NR; j++)                                                      \
+            UNROLL for (int j = 0; j < NR; j++)                                                      \
                 wv[j] = _mm512_loadu_si512((const void *)(w + ((size_t)j * K4 + k4) * 64));   \
-            for (int i = 0; i < MR; i++) {                                                    \
+            UNROLL for (int i = 0; i < MR; i++) {                                                    \
                 int32_t x4;                                                                   \
                 memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
                 __m512i xb = _mm512_set1_epi32(x4);                                           \
-                for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, wv[j]); \
+                UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, wv[j]); \
             }                                                                                 \
         }                                                                                     \
     }
@@ -171,10 +175,35 @@ AVX512_TARGET static void vnni_store(__m512i acc, const at_lin *L, int n0, float
     do {                                                                                      \
         __m512i acc[MR][NR];                                                                  \
         vnni_tile_##MR##_##NR(xq + (size_t)m * in4, in4, wb, acc);                            \
-        for (int i = 0; i < MR; i++)                                                          \
-            for (int j = 0; j < NR; j++)                                                      \
+        UNROLL for (int i = 0; i < MR; i++)                                                          \
+            UNROLL for (int j = 0; j < NR; j++)                                                      \
                 vnni_store(acc[i][j], L, (nb + j) * 16, xs[m + i], y + (size_t)(m + i) * L->out); \
     } while (0)
+
+/* quantize_rows(offset = 1) with AVX-512: vcvtps2dq rounds half to even like lrintf
+ * and |x · inv| <= 127 (up to one rounding), so the bytes are the scalar ones. */
+AVX512_TARGET static void quantize_rows_avx512(const float *x, int M, int in, uint8_t *xq,
+                                               float *xs) {
+    int in4 = gemm_pad4(in), in16 = in & ~15;
+    for (int m = 0; m < M; m++) {
+        const float *row = x + (size_t)m * in;
+        uint8_t *dst = xq + (size_t)m * in4;
+        __m512 mx = _mm512_setzero_ps();
+        for (int k = 0; k < in16; k += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(row + k)));
+        float amax = _mm512_reduce_max_ps(mx);
+        for (int k = in16; k < in; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        xs[m] = amax / 127.0f;
+        __m512 vi = _mm512_set1_ps(inv);
+        const __m128i off = _mm_set1_epi8((char)0x80);
+        for (int k = 0; k < in16; k += 16) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + k), vi));
+            _mm_storeu_si128((__m128i *)(dst + k), _mm_xor_si128(_mm512_cvtsepi32_epi8(q), off));
+        }
+        for (int k = in16; k < in; k++) dst[k] = (uint8_t)(q8(row[k], inv) + 128);
+        for (int k = in; k < in4; k++) dst[k] = 128;
+    }
+}
 
 AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, const at_lin *L,
                                     float *y) {
@@ -202,11 +231,11 @@ AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, c
                                            __m256i acc[MR][2]) {                              \
         int K4 = in4 / 4;                                                                     \
         const __m256i ones = _mm256_set1_epi16(1);                                            \
-        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();          \
+        UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();          \
         for (int k4 = 0; k4 < K4; k4++) {                                                     \
             __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64));          \
             __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64 + 32));     \
-            for (int i = 0; i < MR; i++) {                                                    \
+            UNROLL for (int i = 0; i < MR; i++) {                                                    \
                 int32_t x4;                                                                   \
                 memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
                 __m256i xb = _mm256_set1_epi32(x4), ax = _mm256_sign_epi8(xb, xb);            \
@@ -242,7 +271,7 @@ AVX2_TARGET static void avx2_store(__m256i acc, const at_lin *L, int n0, float x
     do {                                                                                      \
         __m256i acc[MR][2];                                                                   \
         avx2_tile_##MR(xq + (size_t)m * in4, in4, wb, acc);                                   \
-        for (int i = 0; i < MR; i++)                                                          \
+        UNROLL for (int i = 0; i < MR; i++)                                                          \
             for (int j = 0; j < 2 && nb * 16 + j * 8 < L->out; j++)                           \
                 avx2_store(acc[i][j], L, nb * 16 + j * 8, xs[m + i], y + (size_t)(m + i) * L->out); \
     } while (0)
@@ -263,7 +292,7 @@ void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float 
                     const gemm_scratch *ws) {
 #if GEMM_X86
     if (isa == GEMM_AVX512) {
-        quantize_rows(x, M, L->in, ws->xq, ws->xs, 1);
+        quantize_rows_avx512(x, M, L->in, (uint8_t *)ws->xq, ws->xs);
         q8_avx512((const uint8_t *)ws->xq, ws->xs, M, L, y);
         return;
     }
@@ -292,33 +321,74 @@ AVX2_TARGET static float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Direct product for a few rows: each weight row is read once and dotted with up
- * to 4 activation rows. W is f32 (h == NULL) or half. */
-AVX2_TARGET static void direct_avx2(const float *x, int M, const at_lin *L, int half, float *y) {
-    int K = L->in, K8 = K & ~7;
-    for (int n = 0; n < L->out; n++) {
-        const float *wf = half ? NULL : L->w + (size_t)n * K;
-        const uint16_t *wh = half ? L->h + (size_t)n * K : NULL;
-        for (int m0 = 0; m0 < M; m0 += 4) {
-            int mr = M - m0 < 4 ? M - m0 : 4;
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                             _mm256_setzero_ps()};
-            const float *xr = x + (size_t)m0 * K;
-            for (int k = 0; k < K8; k += 8) {
-                __m256 w = wf ? _mm256_loadu_ps(wf + k)
-                              : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wh + k)));
-                for (int i = 0; i < mr; i++)
-                    acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xr + (size_t)i * K + k), acc[i]);
-            }
-            for (int i = 0; i < mr; i++) {
-                float s = hsum256(acc[i]);
-                for (int k = K8; k < K; k++)
-                    s += (wf ? wf[k] : _cvtsh_ss(wh[k])) * xr[(size_t)i * K + k];
-                y[(size_t)(m0 + i) * L->out + n] = s + (L->b ? L->b[n] : 0.0f);
-            }
-        }
+/* Direct product for a few rows: each weight row is read once from memory for a
+ * chunk of MR activation rows; NR weight rows at a time keep MR x NR independent
+ * FMA chains in flight. W is f32 or half (H = 1). */
+#ifndef GEMM_PREFETCH
+#define GEMM_PREFETCH 1024 /* bytes ahead in each weight row */
+#endif
+#define LOADW_0(p) _mm256_loadu_ps((const float *)(p))
+#define LOADW_1(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define SCALARW_0(w, k) (((const float *)(w))[k])
+#define SCALARW_1(w, k) _cvtsh_ss(((const uint16_t *)(w))[k])
+#define DIRECT_TILE(MR, NR, H)                                                                \
+    AVX2_TARGET static void dtile_##MR##_##NR##_##H(const float *x, int K, const at_lin *L,   \
+                                                    int n0, float *y) {                       \
+        const size_t es = H ? sizeof(uint16_t) : sizeof(float);                               \
+        const char *w0 = (H ? (const char *)L->h : (const char *)L->w) + (size_t)n0 * K * es; \
+        __m256 acc[MR][NR];                                                                   \
+        UNROLL for (int i = 0; i < MR; i++)                                                          \
+            UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();                     \
+        int K8 = K & ~7;                                                                      \
+        for (int k = 0; k < K8; k += 8) {                                                     \
+            __m256 wv[NR];                                                                    \
+            UNROLL for (int j = 0; j < NR; j++) {                                            \
+                _mm_prefetch(w0 + ((size_t)j * K + k) * es + GEMM_PREFETCH, _MM_HINT_T0);     \
+                wv[j] = LOADW_##H(w0 + ((size_t)j * K + k) * es);                             \
+            }                                                                                 \
+            UNROLL for (int i = 0; i < MR; i++) {                                                    \
+                __m256 xv = _mm256_loadu_ps(x + (size_t)i * K + k);                           \
+                UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(wv[j], xv, acc[i][j]); \
+            }                                                                                 \
+        }                                                                                     \
+        UNROLL for (int i = 0; i < MR; i++)                                                          \
+            UNROLL for (int j = 0; j < NR; j++) {                                                    \
+                const char *wr = w0 + (size_t)j * K * es;                                     \
+                float v = hsum256(acc[i][j]);                                                 \
+                for (int k = K8; k < K; k++) v += SCALARW_##H(wr, k) * x[(size_t)i * K + k];  \
+                y[(size_t)i * L->out + n0 + j] = v + (L->b ? L->b[n0 + j] : 0.0f);            \
+            }                                                                                 \
     }
-}
+#define DIRECT_SET(H)                                                                         \
+    DIRECT_TILE(1, 8, H)                                                                      \
+    DIRECT_TILE(1, 1, H)                                                                      \
+    DIRECT_TILE(2, 4, H)                                                                      \
+    DIRECT_TILE(2, 1, H)                                                                      \
+    DIRECT_TILE(4, 2, H)                                                                      \
+    DIRECT_TILE(4, 1, H)                                                                      \
+    AVX2_TARGET static void direct_##H(const float *x, int M, const at_lin *L, float *y) {   \
+        int K = L->in, N = L->out;                                                            \
+        for (int m = 0; m < M;) {                                                             \
+            const float *xr = x + (size_t)m * K;                                              \
+            float *yr = y + (size_t)m * N;                                                    \
+            int n = 0;                                                                        \
+            if (M - m >= 4) {                                                                 \
+                for (; n + 2 <= N; n += 2) dtile_4_2_##H(xr, K, L, n, yr);                    \
+                for (; n < N; n++) dtile_4_1_##H(xr, K, L, n, yr);                            \
+                m += 4;                                                                       \
+            } else if (M - m >= 2) {                                                          \
+                for (; n + 4 <= N; n += 4) dtile_2_4_##H(xr, K, L, n, yr);                    \
+                for (; n < N; n++) dtile_2_1_##H(xr, K, L, n, yr);                            \
+                m += 2;                                                                       \
+            } else {                                                                          \
+                for (; n + 8 <= N; n += 8) dtile_1_8_##H(xr, K, L, n, yr);                    \
+                for (; n < N; n++) dtile_1_1_##H(xr, K, L, n, yr);                            \
+                m += 1;                                                                       \
+            }                                                                                 \
+        }                                                                                     \
+    }
+DIRECT_SET(0)
+DIRECT_SET(1)
 
 AVX2_TARGET static void widen_f16c(const uint16_t *h, size_t n, float *out) {
     size_t i = 0;
@@ -358,7 +428,10 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
     }
 #if GEMM_X86
     if (isa >= GEMM_AVX2 && M <= GEMM_DIRECT_MAX && (m->wtype == AT_W_F16 || M > 1)) {
-        direct_avx2(x, M, L, m->wtype == AT_W_F16, y);
+        if (m->wtype == AT_W_F16)
+            direct_1(x, M, L, y);
+        else
+            direct_0(x, M, L, y);
         return;
     }
 #endif

@@ -1,9 +1,106 @@
 /* nn.c — numeric kernels besides the matrix products (gemm.c): straight loops the
  * compiler vectorises. */
 #include "nn.h"
+#include "gemm.h"
 
 #include <math.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NN_X86 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+/* e^x for 8 floats, Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial
+ * for e^r, then 2^n through the exponent bits. Within 2 ulp of expf over the normal
+ * range; below -87.34 (and for -inf) it gives 0; large inputs saturate near FLT_MAX. */
+AVX2_TARGET static __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.3365478515625f), hi = _mm256_set1_ps(88.3762626647949f);
+    __m256 zero = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(zero, y);
+}
+
+AVX2_TARGET static float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+AVX2_TARGET static float rowmax_avx2(const float *x, int n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float mx = hmax8(m);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
+/* x[i] = exp(x[i] - mx); returns the sum (float lanes, then double) */
+AVX2_TARGET static double exp_sub_avx2(float *x, int n, float mx, int store) {
+    __m256 acc = _mm256_setzero_ps(), m = _mm256_set1_ps(mx);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        if (store) _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float lane[8];
+    _mm256_storeu_ps(lane, acc);
+    double sum = 0.0;
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    if (i < n) { /* the tail through the same polynomial, padded with -inf */
+        float t[8];
+        for (int k = 0; k < 8; k++) t[k] = i + k < n ? x[i + k] : -INFINITY;
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(t), m));
+        _mm256_storeu_ps(t, e);
+        for (int k = 0; i + k < n; k++) {
+            if (store) x[i + k] = t[k];
+            sum += t[k];
+        }
+    }
+    return sum;
+}
+
+AVX2_TARGET static void swish_avx2(float *x, size_t n) {
+    size_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+#else
+#define NN_X86 0
+#endif
+
+float nn_exp_test(float x, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2) {
+        float t = x;
+        exp_sub_avx2(&t, 1, 0.0f, 1);
+        return t;
+    }
+#endif
+    (void)isa;
+    return expf(x);
+}
 
 void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps) {
     for (int i = 0; i < M; i++) {
@@ -26,9 +123,15 @@ void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, f
     }
 }
 
-void nn_activate(float *x, size_t n, at_activation act) {
+void nn_activate(float *x, size_t n, at_activation act, int isa) {
     switch (act) {
     case AT_ACT_SWISH:
+#if NN_X86
+        if (isa >= GEMM_AVX2) {
+            swish_avx2(x, n);
+            break;
+        }
+#endif
         for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
         break;
     case AT_ACT_RELU:
@@ -40,19 +143,35 @@ void nn_activate(float *x, size_t n, at_activation act) {
     }
 }
 
-void nn_softmax(float *x, int n) {
+void nn_softmax(float *x, int n, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2) {
+        float mx = rowmax_avx2(x, n);
+        float inv = (float)(1.0 / exp_sub_avx2(x, n, mx, 1));
+        for (int i = 0; i < n; i++) x[i] *= inv;
+        return;
+    }
+#endif
+    (void)isa;
     float mx = x[0];
     for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0.0f;
+    double sum = 0.0;
     for (int i = 0; i < n; i++) {
         x[i] = expf(x[i] - mx);
         sum += x[i];
     }
-    float inv = 1.0f / sum;
+    float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-double nn_logsumexp(const float *x, int n) {
+double nn_logsumexp(const float *x, int n, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2) {
+        float mx = rowmax_avx2(x, n);
+        return (double)mx + log(exp_sub_avx2((float *)x, n, mx, 0)); /* store = 0: read only */
+    }
+#endif
+    (void)isa;
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     /* float exponentials (vectorised), summed in 8 float lanes, then in double */

@@ -9,12 +9,15 @@
 void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps);
 
 /* In-place activation over n values. */
-void nn_activate(float *x, size_t n, at_activation act);
+void nn_activate(float *x, size_t n, at_activation act, int isa);
 
 /* In-place softmax over n values; returns nothing, rows sum to 1. */
-void nn_softmax(float *x, int n);
+void nn_softmax(float *x, int n, int isa);
 
 /* log-sum-exp of n values in double precision (values may be -inf, not all). */
-double nn_logsumexp(const float *x, int n);
+double nn_logsumexp(const float *x, int n, int isa);
+
+/* e^x through the kernels of `isa` (gemm_isa), for tests. */
+float nn_exp_test(float x, int isa);
 
 #endif

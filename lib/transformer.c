@@ -26,12 +26,12 @@ static void embed(const at_model *m, const float *E, const int32_t *ids, int n, 
 /* Attention of n query rows (q, already scaled) over S key rows for all heads
  * at once: ctx[n,d] = concat_h softmax(q_h K_hᵀ) V_h. `probs` gets (n, S) per head. */
 static void attend_dense(const float *q, int n, const float *K, const float *Vv, int S, int d,
-                         int heads, float *probs, float *ctx, float *keep, int keep_S) {
+                         int heads, float *probs, float *ctx, float *keep, int keep_S, int isa) {
     int hd = d / heads;
     for (int h = 0; h < heads; h++) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hd, 1.0f, q + h * hd, d,
                     K + h * hd, d, 0.0f, probs, S);
-        for (int i = 0; i < n; i++) nn_softmax(probs + (size_t)i * S, S);
+        for (int i = 0; i < n; i++) nn_softmax(probs + (size_t)i * S, S, isa);
         /* keep: (n, heads, keep_S) copy of the weights, for --show-attn */
         for (int i = 0; keep && i < n; i++)
             memcpy(keep + ((size_t)i * heads + h) * keep_S, probs + (size_t)i * S,
@@ -48,7 +48,7 @@ static void scale_rows(float *x, size_t n, float a) {
 static void ffn(at_session *s, const at_ffn_weights *w, int n, int F) {
     const at_model *m = s->m;
     gemm_linear(m, &w->fc1, s->x, n, s->ffn, &s->gs);
-    nn_activate(s->ffn, (size_t)n * F, m->act);
+    nn_activate(s->ffn, (size_t)n * F, m->act, m->isa);
     gemm_linear(m, &w->fc2, s->ffn, n, s->tmp, &s->gs);
 }
 
@@ -72,7 +72,7 @@ void tf_encode_batch(at_session *s) {
             size_t off = (size_t)s->sents[b].src_off * d;
             int S = s->sents[b].S;
             attend_dense(s->q + off, S, s->k + off, s->v + off, S, d, H, s->scores, s->ctx + off,
-                         NULL, 0);
+                         NULL, 0, m->isa);
         }
         gemm_linear(m, &L->self_attn.o, s->ctx, R, s->tmp, &s->gs);
         nn_add_layernorm(s->x, s->tmp, R, d, &L->self_attn_ln, c->layer_norm_eps);
@@ -106,7 +106,7 @@ static void attend_history(at_session *s, int l, int n, int pos) {
                 for (int i = 0; i < hd; i++) dot += qh[i] * kr[i];
                 p[t] = dot;
             }
-            nn_softmax(p, pos + 1);
+            nn_softmax(p, pos + 1, s->m->isa);
             float *oh = out + h * hd;
             for (int t = 0; t <= pos; t++) {
                 const float *vr = Vc + ((size_t)t * slots + hist[t]) * d + h * hd;
@@ -150,7 +150,7 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
                               ? s->attn_steps + ((size_t)pos * slots + st->slot0) * H * s->cap_S
                               : NULL;
             attend_dense(s->q + r0, st->n_live, s->cross_k[l] + src, s->cross_v[l] + src, st->S,
-                         d, H, s->scores, s->ctx + r0, keep, s->cap_S);
+                         d, H, s->scores, s->ctx + r0, keep, s->cap_S, m->isa);
         }
         gemm_linear(m, &L->cross_attn.o, s->ctx, n, s->tmp, &s->gs);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->cross_attn_ln, c->layer_norm_eps);

@@ -209,7 +209,7 @@ static void beam_step(at_session *s, at_sent *st, int t, const at_options *o) {
     for (int b = 0; b < st->n_live; b++) {
         float *row = s->logits + (size_t)(st->row0 + b) * V;
         for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
-        double lse = nn_logsumexp(row, V);
+        double lse = nn_logsumexp(row, V, s->m->isa);
         if (!isfinite(lse)) {
             /* NaN or infinite logits (finite weights whose products overflow float):
              * no hypothesis; at_translate_batch reports the line as failed */

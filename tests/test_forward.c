@@ -154,16 +154,18 @@ static void check_attention(const at_result *r, const char *name, int li, const 
 
 /* How closely a fixture must be matched. f32 and f16 engines reproduce the float64
  * reference to float rounding. int8 quantizes activations at run time, so a float
- * difference upstream can move a value across a rounding boundary of the quantizer:
- * the best hypothesis must still match exactly, lower n-best entries only where the
- * reference's decision margin is clear of that noise, and scores within 0.05. */
+ * difference upstream (a BLAS summation order, an exp rounding) can move a value
+ * across a rounding boundary of the quantizer, which on these tiny random models
+ * shifts scores by up to ~0.03: hypotheses must match exactly wherever the
+ * reference's decision margin (the closest call of the search) is clear of that
+ * noise, scores everywhere within 0.05. */
 typedef struct tolerance {
     double score, logprob; /* logprob: per generated token (a sum drifts with length) */
-    double nbest_margin; /* n-best entries below the best need this margin to be compared */
+    double margin;         /* lines whose reference margin is below this are not compared */
 } tolerance;
 
 static const tolerance EXACT = {TOL, 1e-3, 0.0}, QUANTIZED = {0.05, 0.03, 0.02};
-static int n_exempt;
+static int n_exempt, n_compared;
 
 static void check_translations(at_model *m, const char *dir, const char *name, const char *file,
                                const tolerance *tol) {
@@ -206,13 +208,14 @@ static void check_translations(at_model *m, const char *dir, const char *name, c
             const cJSON *hy;
             const cJSON *mg = cJSON_GetObjectItem(cJSON_GetObjectItem(line, set->string), "min_margin");
             double margin = cJSON_IsNumber(mg) ? mg->valuedouble : INFINITY;
+            if (margin < tol->margin) {
+                n_exempt++;
+                li++;
+                continue;
+            }
+            if (tol != &EXACT) n_compared++;
             cJSON_ArrayForEach(hy, hyps) {
                 if (h >= r.n_hyps) break;
-                if (h > 0 && margin < tol->nbest_margin) {
-                    n_exempt++;
-                    h++;
-                    continue;
-                }
                 int32_t ids[2048];
                 int n = json_ids(cJSON_GetObjectItem(hy, "ids"), ids, 2048);
                 const at_hypothesis *g = &r.hyps[h];
@@ -275,9 +278,9 @@ static void check_batch(at_model *m, const char *dir, const char *name, const ch
                 const cJSON *mg = cJSON_GetObjectItem(
                     cJSON_GetObjectItem(cJSON_GetArrayItem(lines, start + i), set->string), "min_margin");
                 double margin = cJSON_IsNumber(mg) ? mg->valuedouble : INFINITY;
-                int nh = margin < tol->nbest_margin ? 1 : res[i].n_hyps;
+                if (margin < tol->margin) continue;
                 int ok = sts[i] == AT_OK && res[i].n_hyps == cJSON_GetArraySize(hyps);
-                for (int h = 0; ok && h < nh; h++) {
+                for (int h = 0; ok && h < res[i].n_hyps; h++) {
                     int32_t ids[2048];
                     int nid = json_ids(cJSON_GetObjectItem(cJSON_GetArrayItem(hyps, h), "ids"), ids, 2048);
                     ok = nid == res[i].hyps[h].n_ids &&
@@ -382,7 +385,8 @@ int main(int argc, char **argv) {
             at_model_free(m);
         }
     }
-    printf("test_forward: %d int8 n-best entries below the best not compared (reference margin < %g)\n",
-           n_exempt, QUANTIZED.nbest_margin);
+    printf("test_forward: int8: %d line/setting pairs compared, %d closer calls than %g not\n",
+           n_compared, n_exempt, QUANTIZED.margin);
+    CHECK(n_compared >= 2 * n_exempt, "int8: too few lines clear of quantization noise to compare");
     return check_report("test_forward");
 }

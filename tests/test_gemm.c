@@ -6,11 +6,14 @@
  *   - every int8 kernel this CPU runs (AVX-512 VNNI, AVX2) bit-identical to the
  *     scalar one, and a row's output independent of the other rows, on awkward shapes;
  *   - the direct f32/f16 kernels for few rows against sgemm;
- *   - int8 error against the f32 product bounded by the quantization steps. */
+ *   - int8 error against the f32 product bounded by the quantization steps;
+ *   - the vectorised exp (softmax, log-sum-exp, swish) within 2 ulp of expf, and the
+ *     softmax / log-sum-exp built on it against double precision. */
 #include "check.h"
 #include "gemm.h"
 #include "internal.h"
 #include "model.h"
+#include "nn.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -231,10 +234,48 @@ static void check_kernels(gemm_isa best) {
     }
 }
 
+static void check_exp(gemm_isa best) {
+    for (int isa = GEMM_SCALAR; isa <= (int)best; isa++) {
+        double worst = 0;
+        int bad = 0;
+        for (float x = -87.3f; x < 88.3f; x += 0.000731f) {
+            float got = nn_exp_test(x, isa), want = expf(x);
+            double u = ulps(got, want);
+            worst = fmax(worst, u);
+            bad += !(u <= 2);
+        }
+        CHECK(bad == 0, "exp %s: %d values beyond 2 ulp (worst %g)", gemm_isa_name((gemm_isa)isa), bad, worst);
+        CHECK(nn_exp_test(-INFINITY, isa) == 0.0f && nn_exp_test(-100.0f, isa) <= 1.2e-38f &&
+              nn_exp_test(0.0f, isa) == 1.0f && nn_exp_test(100.0f, isa) >= 1e38f,
+              "exp %s: limits", gemm_isa_name((gemm_isa)isa));
+        /* softmax and log-sum-exp over a vocabulary-sized row with -inf entries */
+        int n = 59514;
+        float *row = malloc((size_t)n * sizeof *row), *sm = malloc((size_t)n * sizeof *sm);
+        for (int i = 0; i < n; i++) row[i] = i % 1000 == 7 ? -INFINITY : frand() * 12.0f;
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++) mx = fmax(mx, row[i]);
+        for (int i = 0; i < n; i++) sum += exp((double)row[i] - mx);
+        double lse = mx + log(sum), got = nn_logsumexp(row, n, isa);
+        CHECK(fabs(got - lse) <= 1e-6 * fabs(lse), "logsumexp %s: %.9g vs %.9g",
+              gemm_isa_name((gemm_isa)isa), got, lse);
+        memcpy(sm, row, (size_t)n * sizeof *sm);
+        nn_softmax(sm, n, isa);
+        double err = 0, total = 0;
+        for (int i = 0; i < n; i++) {
+            err = fmax(err, fabs(sm[i] - exp((double)row[i] - lse)) / (exp((double)row[i] - lse) + 1e-30));
+            total += sm[i];
+        }
+        CHECK(err <= 1e-5 && fabs(total - 1) <= 1e-5, "softmax %s: relative error %g, sum %.9g",
+              gemm_isa_name((gemm_isa)isa), err, total);
+        free(row), free(sm);
+    }
+}
+
 int main(void) {
     gemm_isa best = gemm_detect_isa();
     printf("test_gemm: kernels up to %s\n", gemm_isa_name(best));
     check_fixture(best);
     check_kernels(best);
+    check_exp(best);
     return check_report("test_gemm");
 }
