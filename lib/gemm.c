@@ -56,41 +56,18 @@ const char *gemm_isa_name(gemm_isa isa) {
 
 size_t gemm_q8_bytes(int out, int in) { return (size_t)gemm_pad16(out) * (size_t)gemm_pad4(in); }
 
-static size_t q8_index(int n, int k, int in4) {
-    return (((size_t)(n / 16) * (size_t)(in4 / 4) + (size_t)(k / 4)) * 16 + (size_t)(n % 16)) * 4 +
-           (size_t)(k % 4);
-}
-
 static float absmax(const float *x, int n) {
     float a = 0.0f;
     for (int i = 0; i < n; i++) a = fabsf(x[i]) > a ? fabsf(x[i]) : a;
     return a;
 }
 
-/* round-half-even of x·inv, clamped to ±127 (the clamp only catches rounding at the edge) */
+/* round-half-even of x·inv, clamped to ±127 (the clamp only catches rounding at the
+ * edge). Adding and subtracting 1.5·2^23 rounds to an integer in the current (nearest-
+ * even) mode exactly as lrintf does, for |x·inv| <= 2^22, without a library call. */
 static int8_t q8(float x, float inv) {
-    long v = lrintf(x * inv);
-    return (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-}
-
-void gemm_q8_pack(const float *W, int out, int in, int8_t *q, float *scale, int32_t *qsum) {
-    int out16 = gemm_pad16(out), in4 = gemm_pad4(in);
-    memset(q, 0, gemm_q8_bytes(out, in));
-    for (int n = 0; n < out16; n++) {
-        scale[n] = 0.0f, qsum[n] = 0;
-        if (n >= out) continue;
-        const float *row = W + (size_t)n * in;
-        float amax = absmax(row, in), inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
-        int8_t *dst = q + q8_index(n, 0, in4); /* then 64 bytes per group of 4 inputs */
-        for (int k = 0; k < in; k++) {
-            int8_t v = q8(row[k], inv);
-            dst[(size_t)(k / 4) * 64 + (size_t)(k % 4)] = v;
-            sum += v;
-        }
-        scale[n] = amax / 127.0f;
-        qsum[n] = 128 * sum;
-    }
+    float v = x * inv, r = (v + 12582912.0f) - 12582912.0f;
+    return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
 }
 
 /* Quantizes M rows of x (in values each) into xq rows of in4 bytes: signed, or
@@ -307,6 +284,39 @@ void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float 
     q8_scalar(ws->xq, ws->xs, M, L, y);
 }
 
+/* Packs 16 rows at a time: each row is quantized like an activation row (the same
+ * bytes, as the same function), then the block is laid out 4 bytes per row per
+ * group of 4 inputs. */
+int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float *scale,
+                 int32_t *qsum) {
+    int out16 = gemm_pad16(out), in4 = gemm_pad4(in), K4 = in4 / 4;
+    int8_t *rows = malloc((size_t)16 * in4);
+    if (!rows) return -1;
+    for (int n0 = 0; n0 < out16; n0 += 16) {
+        int nr = out - n0 < 16 ? (out - n0 > 0 ? out - n0 : 0) : 16;
+#if GEMM_X86
+        if (isa == GEMM_AVX512) {
+            quantize_rows_avx512(W + (size_t)n0 * in, nr, in, (uint8_t *)rows, scale + n0);
+            for (size_t i = 0; i < (size_t)nr * in4; i++) rows[i] = (int8_t)((uint8_t)rows[i] ^ 0x80u);
+        } else
+#endif
+            quantize_rows(W + (size_t)n0 * in, nr, in, rows, scale + n0, 0);
+        (void)isa;
+        memset(rows + (size_t)nr * in4, 0, (size_t)(16 - nr) * in4);
+        for (int r = 0; r < 16; r++) {
+            int32_t sum = 0;
+            for (int k = 0; k < in4; k++) sum += rows[(size_t)r * in4 + k];
+            if (r >= nr) scale[n0 + r] = 0.0f;
+            qsum[n0 + r] = 128 * sum;
+        }
+        int8_t *blk = q + (size_t)n0 * in4;
+        for (int k4 = 0; k4 < K4; k4++)
+            for (int r = 0; r < 16; r++) memcpy(blk + ((size_t)k4 * 16 + r) * 4, rows + (size_t)r * in4 + 4 * k4, 4);
+    }
+    free(rows);
+    return 0;
+}
+
 /* ---- f32 and f16 ----------------------------------------------------------------- */
 
 static void set_bias(float *y, int M, const at_lin *L) {
@@ -397,6 +407,29 @@ AVX2_TARGET static void widen_f16c(const uint16_t *h, size_t n, float *out) {
     for (; i < n; i++) out[i] = _cvtsh_ss(h[i]);
 }
 #endif
+
+#if GEMM_X86
+AVX2_TARGET static void narrow_f16c(const float *f, size_t n, uint16_t *h) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(f + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) h[i] = at_float_to_half(f[i]);
+}
+#endif
+
+size_t gemm_to_half(gemm_isa isa, const float *f, size_t n, uint16_t *h) {
+#if GEMM_X86
+    if (isa >= GEMM_AVX2)
+        narrow_f16c(f, n, h);
+    else
+#endif
+        for (size_t i = 0; i < n; i++) h[i] = at_float_to_half(f[i]);
+    (void)isa;
+    for (size_t i = 0; i < n; i++)
+        if ((h[i] & 0x7c00u) == 0x7c00u) return i;
+    return n;
+}
 
 static void widen(gemm_isa isa, const uint16_t *h, size_t n, float *out) {
 #if GEMM_X86

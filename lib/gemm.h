@@ -37,8 +37,16 @@ static inline int gemm_pad4(int n) { return (n + 3) & ~3; }
 size_t gemm_q8_bytes(int out, int in);
 
 /* Quantizes W (out, in) row by row into `q` (gemm_q8_bytes), scale and qsum
- * (gemm_pad16(out) each; padding rows get scale 0). Caller owns all buffers. */
-void gemm_q8_pack(const float *W, int out, int in, int8_t *q, float *scale, int32_t *qsum);
+ * (gemm_pad16(out) each; padding rows get scale 0), with the kernels of `isa` (the
+ * bytes do not depend on it). Caller owns all buffers. Returns 0, or -1 when out of
+ * memory for a 16-row scratch block. */
+int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float *scale,
+                 int32_t *qsum);
+
+/* Rounds n finite floats to IEEE half (nearest even; F16C where the CPU has it, the
+ * same bits as at_float_to_half). Returns the index of the first value that
+ * overflowed to infinity, or n. */
+size_t gemm_to_half(gemm_isa isa, const float *f, size_t n, uint16_t *h);
 
 /* Scratch for one product: quantized activations and widened f16 blocks.
  * Owned by the session; sized by gemm_scratch_size(). */

@@ -355,6 +355,21 @@ uint16_t at_float_to_half(float f) {
     return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
 }
 
+/* Index of the first NaN or infinity in p[0, n), or n. Blocks are scanned with a
+ * branch-free (vectorisable) exponent test first. */
+static size_t first_nonfinite(const float *p, size_t n) {
+    const uint32_t *u = (const uint32_t *)(const void *)p;
+    for (size_t b = 0; b < n; b += 4096) {
+        size_t e = n - b < 4096 ? n : b + 4096;
+        uint32_t bad = 0;
+        for (size_t k = b; k < e; k++) bad |= (uint32_t)((u[k] & 0x7f800000u) == 0x7f800000u);
+        if (bad)
+            for (size_t k = b; k < e; k++)
+                if (!isfinite(p[k])) return k;
+    }
+    return n;
+}
+
 /* malloc whose block the model frees */
 static void *owned_alloc(at_model *m, size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
@@ -378,12 +393,10 @@ static at_status convert_lin(at_model *m, at_lin *L, const char *path, const cha
     if (m->wtype == AT_W_F16) {
         uint16_t *h = owned_alloc(m, numel * sizeof *h);
         if (!h) return at_fail(err, AT_ERR_NOMEM, "out of memory converting '%s' to f16", name);
-        for (size_t k = 0; k < numel; k++) {
-            h[k] = at_float_to_half(L->w[k]);
-            if ((h[k] & 0x7c00u) == 0x7c00u)
-                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (%g) overflows "
-                               "f16; load it as f32 or int8", path, name, k, (double)L->w[k]);
-        }
+        size_t k = gemm_to_half((gemm_isa)m->isa, L->w, numel, h);
+        if (k < numel)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (%g) overflows "
+                           "f16; load it as f32 or int8", path, name, k, (double)L->w[k]);
         L->h = h;
         return AT_OK;
     }
@@ -393,7 +406,8 @@ static at_status convert_lin(at_model *m, at_lin *L, const char *path, const cha
     int32_t *qsum = owned_alloc(m, rows * sizeof *qsum);
     if (!q || !scale || !qsum)
         return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
-    gemm_q8_pack(L->w, L->out, L->in, q, scale, qsum);
+    if (gemm_q8_pack((gemm_isa)m->isa, L->w, L->out, L->in, q, scale, qsum))
+        return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
     L->q = q, L->qscale = scale, L->qsum = qsum;
     return AT_OK;
 }
@@ -575,22 +589,29 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
         } else {
             size_t numel = x->nbytes / 4;
             const float *p = (const float *)(const void *)src;
-            for (size_t k = 0; k < numel; k++)
-                if (!isfinite(p[k]))
-                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
-                                   "at element %zu", path, x->name, k);
+            size_t k = first_nonfinite(p, numel);
+            if (k < numel)
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
+                               "at element %zu", path, x->name, k);
             *x->slot = p;
             if (x->lin && m->wtype != AT_W_F32) {
                 at_status s = convert_lin(m, x->lin, path, x->name, err);
                 if (s) return s;
-                release_range(m, x->offset, x->nbytes); /* its f32 pages are done with */
             }
+            /* With f16 or int8 compute, f32 pages read only for the check (or the
+             * conversion) are dropped; embedding rows fault back in as looked up. */
+            if (m->wtype != AT_W_F32) release_range(m, x->offset, x->nbytes);
         }
     }
     if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
     if (m->cfg.tied_lm_head) m->lm_head.w = m->dec_embed;
-    if (m->cfg.tied_lm_head && m->wtype != AT_W_F32)
-        return convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", err);
+    if (m->cfg.tied_lm_head && m->wtype != AT_W_F32) {
+        at_status s = convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", err);
+        if (s) return s;
+        const float **emb = m->cfg.shared_embeddings ? &m->enc_embed : &m->dec_embed;
+        for (int i = 0; i < t->n; i++)
+            if (t->e[i].slot == emb && !t->e[i].f16) release_range(m, t->e[i].offset, t->e[i].nbytes);
+    }
     return AT_OK;
 }
 

@@ -6,7 +6,10 @@
 #include "model.h"
 
 /* x[M,d] = LayerNorm(x + r) with weight/bias; r may be NULL. */
-void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps);
+void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps, int isa);
+
+/* The first index in [i, n) with x[index] > thr (NaN never is), or n. */
+int nn_next_above(const float *x, int i, int n, float thr, int isa);
 
 /* In-place activation over n values. */
 void nn_activate(float *x, size_t n, at_activation act, int isa);

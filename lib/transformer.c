@@ -75,9 +75,9 @@ void tf_encode_batch(at_session *s) {
                          NULL, 0, m->isa);
         }
         gemm_linear(m, &L->self_attn.o, s->ctx, R, s->tmp, &s->gs);
-        nn_add_layernorm(s->x, s->tmp, R, d, &L->self_attn_ln, c->layer_norm_eps);
+        nn_add_layernorm(s->x, s->tmp, R, d, &L->self_attn_ln, c->layer_norm_eps, m->isa);
         ffn(s, &L->ffn, R, c->encoder_ffn_dim);
-        nn_add_layernorm(s->x, s->tmp, R, d, &L->final_ln, c->layer_norm_eps);
+        nn_add_layernorm(s->x, s->tmp, R, d, &L->final_ln, c->layer_norm_eps, m->isa);
         trace(s, "encoder_layer", l, s->x, R, d);
     }
     memcpy(s->enc_out, s->x, (size_t)R * d * sizeof *s->x);
@@ -139,7 +139,7 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
         scale_rows(s->q, (size_t)n * d, qscale);
         attend_history(s, l, n, pos);
         gemm_linear(m, &L->self_attn.o, s->ctx, n, s->tmp, &s->gs);
-        nn_add_layernorm(s->x, s->tmp, n, d, &L->self_attn_ln, c->layer_norm_eps);
+        nn_add_layernorm(s->x, s->tmp, n, d, &L->self_attn_ln, c->layer_norm_eps, m->isa);
         /* cross-attention: each sentence's rows over its own encoder output */
         gemm_linear(m, &L->cross_attn.q, s->x, n, s->q, &s->gs);
         scale_rows(s->q, (size_t)n * d, qscale);
@@ -153,9 +153,9 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
                          d, H, s->scores, s->ctx + r0, keep, s->cap_S, m->isa);
         }
         gemm_linear(m, &L->cross_attn.o, s->ctx, n, s->tmp, &s->gs);
-        nn_add_layernorm(s->x, s->tmp, n, d, &L->cross_attn_ln, c->layer_norm_eps);
+        nn_add_layernorm(s->x, s->tmp, n, d, &L->cross_attn_ln, c->layer_norm_eps, m->isa);
         ffn(s, &L->ffn, n, c->decoder_ffn_dim);
-        nn_add_layernorm(s->x, s->tmp, n, d, &L->final_ln, c->layer_norm_eps);
+        nn_add_layernorm(s->x, s->tmp, n, d, &L->final_ln, c->layer_norm_eps, m->isa);
         trace(s, "decoder_layer", l, s->x, n, d);
     }
     gemm_linear(m, &m->lm_head, s->x, n, s->logits, &s->gs);

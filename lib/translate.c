@@ -220,8 +220,7 @@ static void beam_step(at_session *s, at_sent *st, int t, const at_options *o) {
         /* only logits that can still enter the top 2K reach cand_push, which decides
          * exactly in double; the float threshold errs on the side of letting one in */
         float floor_logit = -INFINITY;
-        for (int v = 0; v < V; v++) {
-            if (!(row[v] > floor_logit)) continue;
+        for (int v = 0; (v = nn_next_above(row, v, V, floor_logit, m->isa)) < V; v++) {
             cand_push(s->cand, &ncand, cap, base + row[v], b, v);
             if (ncand == cap)
                 floor_logit = nextafterf((float)(s->cand[cap - 1].total - base), -INFINITY);

@@ -4,7 +4,7 @@ same inputs. Not a test: it prints numbers (a markdown table) and, with --json, 
 measurements.
 
     bench.py [--lines N] [--quick | --full] [--model DIR] [--shipped DIR] [--json OUT]
-             [--no-reference] [--vocab opus|tiny]
+             [--no-reference] [--vocab opus|tiny] [--dtypes f32,f16,int8]
 
 Models
   - the bench model (scripts/make_bench_model.py, cached in $ATTN_BENCH_DIR, default
@@ -19,8 +19,8 @@ Models
 
 Inputs: the first --lines (default 200) lines of ../shared/data/dev/newstest2013.en.
 
-Configurations: attn-translate with --beam 1 and 4, --batch-size 1, 8, 32, 64 and
---threads 1, 2; the PyTorch reference (scripts/reference.py, in a child process,
+Configurations: attn-translate with --dtype f32, f16 and int8 (each: --beam 1 and 4,
+--batch-size 1, 8, 32, 64 and --threads 1, 2); the PyTorch reference (scripts/reference.py, in a child process,
 float32, incremental decoding with its KV caches, torch.set_num_threads(1) and (2),
 one sentence at a time: batch 1), timing only the translation loop (not the load).
 
@@ -45,7 +45,9 @@ Columns
                weights count once touched); for the reference, the worker process's
                peak, model load included (it holds the file, numpy and torch copies)
   GFLOP/s, % peak  model FLOPs (below) per translation second, and that as a share of
-               this machine's OpenBLAS sgemm peak with as many threads (tests/bench_sgemm.c)
+               this machine's OpenBLAS sgemm peak with as many threads (tests/bench_sgemm.c);
+               for int8 the same count of (integer) operations against the same float
+               peak, so it can pass 100%
 
 FLOPs per sentence (2 x multiply-adds of the matrix products; layer norms, softmax,
 activations, embeddings and the search are not counted). S source tokens (eos
@@ -319,9 +321,10 @@ def shipped_plans(mode, n):
 # benchmarking one model
 # ---------------------------------------------------------------------------------------
 
-def bench_model(label, model, lines, fixed, mode, peak, reference_on, startup_s):
-    """Runs the C grid (and the reference) on one model. fixed: --max-length 1+0 and
-    T = S (the bench model). Returns a list of result rows."""
+def bench_model(label, model, lines, fixed, mode, peak, reference_on, startup_s, dtypes):
+    """Runs the C grid for each weight dtype (and the reference, float32) on one model.
+    fixed: --max-length 1+0 and T = S (the bench model). startup_s: {dtype: seconds of a
+    load + one-token run}. Returns a list of result rows."""
     import atmodel
     cfg = atmodel.read_header(model)["config"]
     n = len(lines)
@@ -364,24 +367,24 @@ def bench_model(label, model, lines, fixed, mode, peak, reference_on, startup_s)
             counts[beam] = (src, tgt)
 
     rows = []
-    for k, b, t, nl in cplan:
+    for dt, (k, b, t, nl) in ((dt, p) for dt in dtypes for p in cplan):
         S, T = counts[k][0][:nl], counts[k][1][:nl]
         toks = sum(T)
         r = run_c(model, input_for(nl), ["--beam", str(k), "--batch-size", str(b),
-                                         "--threads", str(t), *extra])
+                                         "--threads", str(t), "--dtype", dt, *extra])
         # the engine counts generated ids without eos; the bench model never makes eos
         ids_out = sum(T) if fixed else sum(x - 1 if x else 0 for x in T)  # approx for eos
-        transl = translate_seconds(ids_out, r["rate"], r["wall"], startup_s)
+        transl = translate_seconds(ids_out, r["rate"], r["wall"], startup_s[dt])
         fl = sum(flops(cfg, s, tt, k) for s, tt in zip(S, T))
-        row = dict(model=label, engine="attn-translate", beam=k, batch=b, threads=t,
+        row = dict(model=label, engine="attn-translate", dtype=dt, beam=k, batch=b, threads=t,
                    lines=nl, src_tokens=sum(S), tgt_tokens=toks, wall_s=r["wall"],
-                   translate_s=transl, progress_rate=r["rate"], load_s=startup_s,
+                   translate_s=transl, progress_rate=r["rate"], load_s=startup_s[dt],
                    cpu_s=r["cpu_s"], rss_mb=r["rss_mb"], sent_s=nl / transl,
                    tok_s=toks / transl, gflop=fl / 1e9, gflops=fl / transl / 1e9,
                    exact_flops=fixed)
         row["peak_frac"] = row["gflops"] / peak[t] if peak.get(t) else None
         rows.append(row)
-        log(f"  {label}: C beam {k} batch {b} threads {t}, {nl} lines: "
+        log(f"  {label}: C {dt} beam {k} batch {b} threads {t}, {nl} lines: "
             f"{row['tok_s']:.1f} tok/s, wall {r['wall']:.1f}s")
 
     if reference_on and rplan:
@@ -398,7 +401,7 @@ def bench_model(label, model, lines, fixed, mode, peak, reference_on, startup_s)
             if fixed and S != T:
                 raise RuntimeError(f"{label}: the reference made {T} tokens for {S}")
             fl = sum(flops(cfg, s, tt, c["beam"]) for s, tt in zip(S, T))
-            row = dict(model=label, engine="pytorch-reference", beam=c["beam"], batch=1,
+            row = dict(model=label, engine="pytorch-reference", dtype="f32", beam=c["beam"], batch=1,
                        threads=c["threads"], lines=c["lines"], src_tokens=sum(S),
                        tgt_tokens=sum(T), wall_s=None, translate_s=c["seconds"],
                        cpu_s=None, rss_mb=c["rss_mb"], sent_s=c["lines"] / c["seconds"],
@@ -431,13 +434,13 @@ def fmt(x, spec):
 
 
 def table(rows):
-    out = ["| model | engine | beam | batch | threads | lines | tgt tokens | wall s | "
+    out = ["| model | engine | dtype | beam | batch | threads | lines | tgt tokens | wall s | "
            "transl. s | sent/s | tok/s | RSS MB | GFLOP/s | % sgemm peak |",
-           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+           "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         eng = "C" if r["engine"] == "attn-translate" else "PyTorch ref"
         approx = "" if r["exact_flops"] else "≈"
-        out.append(f"| {r['model']} | {eng} | {r['beam']} | {r['batch']} | {r['threads']} | "
+        out.append(f"| {r['model']} | {eng} | {r['dtype']} | {r['beam']} | {r['batch']} | {r['threads']} | "
                    f"{r['lines']} | {r['tgt_tokens']} | {fmt(r['wall_s'], '.1f')} | "
                    f"{r['translate_s']:.1f} | {r['sent_s']:.2f} | {r['tok_s']:.1f} | "
                    f"{r['rss_mb']:.0f} | {approx}{r['gflops']:.1f} | "
@@ -450,17 +453,19 @@ def ratios(rows):
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         for r in (x for x in mine if x["engine"] == "pytorch-reference"):
-            c1 = next((x for x in mine if x["engine"] == "attn-translate" and x["beam"] == r["beam"]
-                       and x["batch"] == 1 and x["threads"] == r["threads"]), None)
-            best = max((x for x in mine if x["engine"] == "attn-translate" and x["beam"] == r["beam"]),
-                       key=lambda x: x["tok_s"], default=None)
-            if c1:
-                s = (f"- {model}, beam {r['beam']}, {r['threads']} thread(s): C batch 1 / PyTorch = "
-                     f"**{c1['tok_s'] / r['tok_s']:.1f}x** (tok/s {c1['tok_s']:.1f} vs {r['tok_s']:.2f})")
-                if best:
-                    s += (f"; best C (batch {best['batch']}, {best['threads']} threads) / PyTorch = "
-                          f"{best['tok_s'] / r['tok_s']:.1f}x")
-                out.append(s)
+            for dt in dict.fromkeys(x["dtype"] for x in mine if x["engine"] == "attn-translate"):
+                cs = [x for x in mine if x["engine"] == "attn-translate" and x["dtype"] == dt
+                      and x["beam"] == r["beam"]]
+                c1 = next((x for x in cs if x["batch"] == 1 and x["threads"] == r["threads"]), None)
+                best = max(cs, key=lambda x: x["tok_s"], default=None)
+                if c1:
+                    s = (f"- {model}, beam {r['beam']}, {r['threads']} thread(s): C {dt} batch 1 / "
+                         f"PyTorch = **{c1['tok_s'] / r['tok_s']:.1f}x** (tok/s {c1['tok_s']:.1f} vs "
+                         f"{r['tok_s']:.2f})")
+                    if best:
+                        s += (f"; best C {dt} (batch {best['batch']}, {best['threads']} threads) / "
+                              f"PyTorch = {best['tok_s'] / r['tok_s']:.1f}x")
+                    out.append(s)
     return "\n".join(out)
 
 
@@ -483,6 +488,8 @@ def main(argv=None):
                     help="the shipped model, benched as it translates when present "
                     "(default models/en-fr)")
     ap.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--dtypes", default="f32,f16,int8",
+                    help="attn-translate --dtype values to bench (default f32,f16,int8)")
     ap.add_argument("--json", help="write the raw measurements here")
     ap.add_argument("--_ref-worker", dest="ref_worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -519,21 +526,29 @@ def main(argv=None):
     log("bench: time to first translation ...")
     # the bench model never emits eos: plain `echo Hello |` decodes 2*S+10 steps x beam 4;
     # the 1-token run is (nearly) load + exit, subtracted to get translation-only time
-    starts = [startup(label, model), startup(label, model, ["--beam", "1", "--max-length", "0+1"]),
-              startup("tiny/A", TINY)]
+    dtypes = [d for d in a.dtypes.split(",") if d]
+    one = ["--beam", "1", "--max-length", "0+1"]
+    starts = [startup(label, model)]
+    bench_start = {}
+    for dt in dtypes:
+        starts.append(startup(label, model, [*one, "--dtype", dt]))
+        bench_start[dt] = starts[-1]["median_s"]
+    starts.append(startup("tiny/A", TINY))
     shipped = os.path.exists(os.path.join(a.shipped, "model.json"))
+    shipped_start = {}
     if shipped:
         starts.append(startup("shipped", os.path.abspath(a.shipped)))
-        starts.append(startup("shipped", os.path.abspath(a.shipped),
-                              ["--beam", "1", "--max-length", "0+1"]))
+        for dt in dtypes:
+            starts.append(startup("shipped", os.path.abspath(a.shipped), [*one, "--dtype", dt]))
+            shipped_start[dt] = starts[-1]["median_s"]
 
     log(f"bench: {label} ({mode}) ...")
     rows = bench_model(label, model, lines, True, mode, peak, not a.no_reference,
-                       starts[1]["median_s"])
+                       bench_start, dtypes)
     if shipped:
         log("bench: shipped model ...")
         rows += bench_model("shipped", os.path.abspath(a.shipped), lines, False, mode, peak,
-                            not a.no_reference, starts[-1]["median_s"])
+                            not a.no_reference, shipped_start, dtypes)
     info["loadavg_end"] = loadavg()
     elapsed = time.perf_counter() - t_start
 

@@ -103,6 +103,28 @@ check "json translations equal plain output" '"$PY" -c "import json,sys; t=[json
 tr_ --align < "$tmp/ain" > "$tmp/al" 2> /dev/null
 check "--align: 'translation ||| s-t ...' per line" '[ $(lines "$tmp/al") -eq 4 ] && [ "$(sed -n 1p "$tmp/al" | sed "s/ |||.*//")" = "$(sed -n 1p "$tmp/plain")" ] && sed -n 1p "$tmp/al" | grep -qE "\|\|\| ([0-9]+-[0-9]+ ?)+$"'
 tr_ -q --attn-format svg --attn-dir "$tmp/svg" < "$tmp/ain" > "$tmp/s"
+# --dtype f16 / int8 against the reference's --weights f16 / int8 (int8: lines whose
+# greedy decision margin is clear of quantization noise, as in test_forward)
+tr_ --dtype f64 < /dev/null 2> "$tmp/e"; check "--dtype f64: exit 2" '[ $? -eq 2 ] && grep -q "f32, f16 or int8" "$tmp/e"'
+for dt in f16 int8; do
+    margin=0; [ $dt = int8 ] && margin=0.02
+    if [ -f "$MODEL/translations_$dt.json" ]; then
+        tr_ --dtype $dt --beam 1 < "$tmp/in" > "$tmp/o_$dt"
+        check "--dtype $dt greedy equals the reference's --weights $dt" '"$PY" - "$MODEL/translations_$dt.json" "$tmp/o_$dt" $margin <<'"'"'PYEOF'"'"'
+import json, sys
+d = json.load(open(sys.argv[1]))
+got = open(sys.argv[2], encoding="utf-8", errors="replace").read().split("\n")
+bad = [i for i, l in enumerate(d["lines"]) if l["src"].strip(" \t")
+       and (l["greedy"]["min_margin"] is None or l["greedy"]["min_margin"] >= float(sys.argv[3]))
+       and got[i] != l["greedy"]["hyps"][0]["text"]]
+print(*("line %d: %r vs %r" % (i, got[i], d["lines"][i]["greedy"]["hyps"][0]["text"]) for i in bad), sep="\n", file=sys.stderr)
+sys.exit(1 if bad or len(got) != len(d["lines"]) + 1 else 0)
+PYEOF'
+    else
+        bad "no translations_$dt.json fixture"
+    fi
+done
+
 check "--attn-format svg: translations on stdout, pictures in --attn-dir" 'cmp -s "$tmp/s" "$tmp/plain" && [ -f "$tmp/svg/line-000001.svg" ] && [ -f "$tmp/svg/line-000003.svg" ]'
 tr_ --show-attn --attn-layer 9 < /dev/null 2> /dev/null; check "--attn-layer out of range: exit 2" '[ $? -eq 2 ]'
 

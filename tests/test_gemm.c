@@ -61,14 +61,14 @@ typedef struct layer {
     uint16_t *h;
 } layer;
 
-static void layer_init(layer *y, const float *W, const float *b, int out, int in) {
+static void layer_init(layer *y, const float *W, const float *b, int out, int in, gemm_isa isa) {
     memset(y, 0, sizeof *y);
     y->L.out = out, y->L.in = in, y->L.w = W, y->L.b = b;
     y->q = malloc(gemm_q8_bytes(out, in));
     y->qscale = malloc((size_t)gemm_pad16(out) * sizeof *y->qscale);
     y->qsum = malloc((size_t)gemm_pad16(out) * sizeof *y->qsum);
     y->h = malloc((size_t)out * in * sizeof *y->h);
-    gemm_q8_pack(W, out, in, y->q, y->qscale, y->qsum);
+    gemm_q8_pack(isa, W, out, in, y->q, y->qscale, y->qsum);
     for (size_t i = 0; i < (size_t)out * in; i++) y->h[i] = at_float_to_half(W[i]);
     y->L.q = y->q, y->L.qscale = y->qscale, y->L.qsum = y->qsum, y->L.h = y->h;
 }
@@ -118,7 +118,7 @@ static void check_fixture(gemm_isa best) {
         CHECK(x && W && b && y8 && y16 && y32, "case %dx%dx%d: bad arrays", M, out, in);
         if (!(x && W && b && y8 && y16 && y32)) continue;
         layer ly;
-        layer_init(&ly, W, b, out, in);
+        layer_init(&ly, W, b, out, in, GEMM_SCALAR);
         gemm_scratch ws = scratch_new(M, in);
         float *y = malloc((size_t)M * out * sizeof *y);
         for (int isa = GEMM_SCALAR; isa <= (int)best; isa++) {
@@ -175,7 +175,16 @@ static void check_kernels(gemm_isa best) {
         for (int i = 0; i < out; i++) b[i] = frand();
         for (size_t i = 0; i < (size_t)Mmax * in; i++) x[i] = frand() * 2.0f;
         layer ly;
-        layer_init(&ly, W, b, out, in);
+        layer_init(&ly, W, b, out, in, best);
+        { /* packing gives the same bytes with every isa */
+            layer l0;
+            layer_init(&l0, W, b, out, in, GEMM_SCALAR);
+            size_t nb = gemm_q8_bytes(out, in), nr = (size_t)gemm_pad16(out);
+            CHECK(!memcmp(l0.q, ly.q, nb) && !memcmp(l0.qscale, ly.qscale, nr * sizeof *l0.qscale) &&
+                      !memcmp(l0.qsum, ly.qsum, nr * sizeof *l0.qsum),
+                  "pack %dx%d: %s differs from scalar", out, in, gemm_isa_name(best));
+            layer_free(&l0);
+        }
         gemm_scratch ws = scratch_new(Mmax, in);
         size_t ny = (size_t)Mmax * out;
         float *ref = malloc(ny * sizeof *ref), *y = malloc(ny * sizeof *y), *f32 = malloc(ny * sizeof *f32);
