@@ -139,7 +139,7 @@ VNNI_TILE(1, 4)
 VNNI_TILE(4, 1)
 VNNI_TILE(1, 1)
 
-AVX512_TARGET static void vnni_store(__m512i acc, const at_lin *L, int n0, float xs, float *y) {
+AVX512_TARGET static inline __attribute__((always_inline)) void vnni_store(__m512i acc, const at_lin *L, int n0, float xs, float *y) {
     int left = L->out - n0;
     __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
     __m512i a = _mm512_sub_epi32(acc, _mm512_loadu_si512((const void *)(L->qsum + n0)));

@@ -14,7 +14,7 @@
 /* e^x for 8 floats, Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial
  * for e^r, then 2^n through the exponent bits. Within 2 ulp of expf over the normal
  * range; below -87.34 (and for -inf) it gives 0; large inputs saturate near FLT_MAX. */
-AVX2_TARGET static __m256 exp8(__m256 x) {
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 exp8(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.3365478515625f), hi = _mm256_set1_ps(88.3762626647949f);
     __m256 zero = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
@@ -127,6 +127,31 @@ AVX2_TARGET static void layernorm_avx2(float *row, const float *r, int d, const 
     for (; j < d; j++) row[j] = (row[j] - mean) * inv * ln->weight[j] + ln->bias[j];
 }
 
+AVX2_TARGET static float dot_avx2(const float *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+AVX2_TARGET static void axpy_avx2(float *y, float a, const float *x, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
 AVX2_TARGET static int next_above_avx2(const float *x, int i, int n, float thr) {
     __m256 t = _mm256_set1_ps(thr);
     for (; i + 8 <= n; i += 8) {
@@ -140,6 +165,27 @@ AVX2_TARGET static int next_above_avx2(const float *x, int i, int n, float thr) 
 #else
 #define NN_X86 0
 #endif
+
+float nn_dot(const float *a, const float *b, int n, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2) return dot_avx2(a, b, n);
+#endif
+    (void)isa;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void nn_axpy(float *y, float a, const float *x, int n, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2) {
+        axpy_avx2(y, a, x, n);
+        return;
+    }
+#endif
+    (void)isa;
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
 
 int nn_next_above(const float *x, int i, int n, float thr, int isa) {
 #if NN_X86

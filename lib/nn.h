@@ -8,6 +8,10 @@
 /* x[M,d] = LayerNorm(x + r) with weight/bias; r may be NULL. */
 void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, float eps, int isa);
 
+/* Σ a[i]·b[i] over n floats; y[i] += a·x[i]. */
+float nn_dot(const float *a, const float *b, int n, int isa);
+void nn_axpy(float *y, float a, const float *x, int n, int isa);
+
 /* The first index in [i, n) with x[index] > thr (NaN never is), or n. */
 int nn_next_above(const float *x, int i, int n, float thr, int isa);
 

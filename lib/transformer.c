@@ -93,6 +93,7 @@ static void attend_history(at_session *s, int l, int n, int pos) {
     const at_config *c = &s->m->cfg;
     int d = c->d_model, H = c->decoder_heads, hd = d / H, slots = s->cap_B * s->cap_K;
     const float *Kc = s->self_k[l], *Vc = s->self_v[l];
+    int isa = s->m->isa;
     for (int j = 0; j < n; j++) {
         const int *hist = s->hist + (size_t)s->row_slot[j] * s->cap_T;
         float *out = s->ctx + (size_t)j * d;
@@ -101,17 +102,12 @@ static void attend_history(at_session *s, int l, int n, int pos) {
             const float *qh = s->q + (size_t)j * d + h * hd;
             float *p = s->scores;
             for (int t = 0; t <= pos; t++) {
-                const float *kr = Kc + ((size_t)t * slots + hist[t]) * d + h * hd;
-                float dot = 0.0f;
-                for (int i = 0; i < hd; i++) dot += qh[i] * kr[i];
-                p[t] = dot;
+                p[t] = nn_dot(qh, Kc + ((size_t)t * slots + hist[t]) * d + h * hd, hd, isa);
             }
-            nn_softmax(p, pos + 1, s->m->isa);
+            nn_softmax(p, pos + 1, isa);
             float *oh = out + h * hd;
             for (int t = 0; t <= pos; t++) {
-                const float *vr = Vc + ((size_t)t * slots + hist[t]) * d + h * hd;
-                float w = p[t];
-                for (int i = 0; i < hd; i++) oh[i] += w * vr[i];
+                nn_axpy(oh, p[t], Vc + ((size_t)t * slots + hist[t]) * d + h * hd, hd, isa);
             }
         }
     }
