@@ -387,28 +387,53 @@ static void release_range(at_model *m, uint64_t off, uint64_t n) {
 }
 
 /* Gives a linear layer its compute-dtype weights from its f32 ones. */
+#define NO_MAP UINT64_MAX
+#define CHUNK_ROWS 1024 /* a multiple of 16: whole int8 blocks */
+
+/* Gives a linear layer its compute-dtype weights from its f32 ones, CHUNK_ROWS rows at
+ * a time. When the f32 rows lie in the mapping (at byte `map_off`; NO_MAP otherwise)
+ * each chunk's pages are dropped once converted, so the f32 matrix is never resident
+ * whole. */
 static at_status convert_lin(at_model *m, at_lin *L, const char *path, const char *name,
-                             at_error *err) {
-    size_t numel = (size_t)L->out * (size_t)L->in;
+                             uint64_t map_off, at_error *err) {
+    size_t in = (size_t)L->in;
+    gemm_isa isa = (gemm_isa)m->isa;
+    uint16_t *h = NULL;
+    int8_t *q = NULL;
+    float *scale = NULL;
+    int32_t *qsum = NULL;
     if (m->wtype == AT_W_F16) {
-        uint16_t *h = owned_alloc(m, numel * sizeof *h);
+        h = owned_alloc(m, (size_t)L->out * in * sizeof *h);
         if (!h) return at_fail(err, AT_ERR_NOMEM, "out of memory converting '%s' to f16", name);
-        size_t k = gemm_to_half((gemm_isa)m->isa, L->w, numel, h);
-        if (k < numel)
-            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (%g) overflows "
-                           "f16; load it as f32 or int8", path, name, k, (double)L->w[k]);
-        L->h = h;
-        return AT_OK;
+    } else {
+        size_t rows = (size_t)gemm_pad16(L->out);
+        q = owned_alloc(m, gemm_q8_bytes(L->out, L->in));
+        scale = owned_alloc(m, rows * sizeof *scale);
+        qsum = owned_alloc(m, rows * sizeof *qsum);
+        if (!q || !scale || !qsum)
+            return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
     }
-    size_t rows = (size_t)gemm_pad16(L->out);
-    int8_t *q = owned_alloc(m, gemm_q8_bytes(L->out, L->in));
-    float *scale = owned_alloc(m, rows * sizeof *scale);
-    int32_t *qsum = owned_alloc(m, rows * sizeof *qsum);
-    if (!q || !scale || !qsum)
-        return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
-    if (gemm_q8_pack((gemm_isa)m->isa, L->w, L->out, L->in, q, scale, qsum))
-        return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
-    L->q = q, L->qscale = scale, L->qsum = qsum;
+    for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) {
+        int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
+        const float *w = L->w + (size_t)r0 * in;
+        size_t n = (size_t)nr * in, k = first_nonfinite(w, n);
+        if (k < n)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at "
+                           "element %zu", path, name, (size_t)r0 * in + k);
+        if (h) {
+            k = gemm_to_half(isa, w, n, h + (size_t)r0 * in);
+            if (k < n)
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (%g) overflows "
+                               "f16; load it as f32 or int8", path, name, (size_t)r0 * in + k,
+                               (double)w[k]);
+        } else if (gemm_q8_pack(isa, w, nr, L->in, q + (size_t)r0 * (size_t)gemm_pad4(L->in),
+                                scale + r0, qsum + r0)) {
+            return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
+        }
+        if (map_off != NO_MAP) release_range(m, map_off + (uint64_t)r0 * in * 4, (uint64_t)n * 4);
+    }
+    if (h) L->h = h;
+    else L->q = q, L->qscale = scale, L->qsum = qsum;
     return AT_OK;
 }
 
@@ -581,7 +606,7 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
             for (size_t k = 0; k < numel; k++) buf[k] = at_half_to_float(h[k]);
             *x->slot = buf;
             if (temp) {
-                at_status s = convert_lin(m, x->lin, path, x->name, err);
+                at_status s = convert_lin(m, x->lin, path, x->name, NO_MAP, err);
                 free(buf);
                 x->lin->w = NULL;
                 if (s) return s;
@@ -589,28 +614,33 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
         } else {
             size_t numel = x->nbytes / 4;
             const float *p = (const float *)(const void *)src;
-            size_t k = first_nonfinite(p, numel);
-            if (k < numel)
-                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
-                               "at element %zu", path, x->name, k);
             *x->slot = p;
-            if (x->lin && m->wtype != AT_W_F32) {
-                at_status s = convert_lin(m, x->lin, path, x->name, err);
+            if (x->lin && m->wtype != AT_W_F32) { /* checked and converted chunk by chunk */
+                at_status s = convert_lin(m, x->lin, path, x->name, x->offset, err);
                 if (s) return s;
+                continue;
             }
-            /* With f16 or int8 compute, f32 pages read only for the check (or the
-             * conversion) are dropped; embedding rows fault back in as looked up. */
-            if (m->wtype != AT_W_F32) release_range(m, x->offset, x->nbytes);
+            /* With f16 or int8 compute, f32 pages read only for the check are dropped
+             * 1 MiB at a time; embedding rows fault back in as they are looked up. */
+            size_t step = m->wtype == AT_W_F32 ? numel : (size_t)1 << 18;
+            for (size_t b0 = 0; b0 < numel; b0 += step) {
+                size_t n = numel - b0 < step ? numel - b0 : step, k = first_nonfinite(p + b0, n);
+                if (k < n)
+                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
+                                   "at element %zu", path, x->name, b0 + k);
+                if (m->wtype != AT_W_F32) release_range(m, x->offset + b0 * 4, n * 4);
+            }
         }
     }
     if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
     if (m->cfg.tied_lm_head) m->lm_head.w = m->dec_embed;
     if (m->cfg.tied_lm_head && m->wtype != AT_W_F32) {
-        at_status s = convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", err);
-        if (s) return s;
         const float **emb = m->cfg.shared_embeddings ? &m->enc_embed : &m->dec_embed;
+        uint64_t off = NO_MAP;
         for (int i = 0; i < t->n; i++)
-            if (t->e[i].slot == emb && !t->e[i].f16) release_range(m, t->e[i].offset, t->e[i].nbytes);
+            if (t->e[i].slot == emb && !t->e[i].f16) off = t->e[i].offset;
+        at_status s = convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", off, err);
+        if (s) return s;
     }
     return AT_OK;
 }

@@ -86,11 +86,11 @@ static void patch_bin(long offset, const void *bytes, size_t n) {
     fclose(f);
 }
 
-/* Loads tmpdir and checks the status and that the message contains `want`. */
-static void expect(const char *what, at_status code, const char *want) {
+/* Loads tmpdir as `dtype` and checks the status and that the message contains `want`. */
+static void expect_as(const char *what, at_dtype dtype, at_status code, const char *want) {
     at_model *m = NULL;
     at_error err = {0};
-    at_status st = at_model_load(tmpdir, &m, &err);
+    at_status st = at_model_load_dtype(tmpdir, dtype, &m, &err);
     CHECK(st == code, "%s: status %d (%s), expected %d; message: %s", what, st, at_status_str(st),
           code, err.message);
     if (st != AT_OK) {
@@ -100,6 +100,18 @@ static void expect(const char *what, at_status code, const char *want) {
     }
     at_model_free(m);
     reset();
+}
+
+static void expect(const char *what, at_status code, const char *want) {
+    expect_as(what, AT_DTYPE_AUTO, code, want);
+}
+
+/* Patches one f32 value into tensor `name` at element `at` (tmpdir's model is f32). */
+static void patch_weight(const char *name, long at, float v) {
+    cJSON *j = read_json("model.json");
+    double off = cJSON_GetObjectItem(tensor(j, name), "offset")->valuedouble;
+    cJSON_Delete(j);
+    patch_bin((long)off + 4 * at, &v, 4);
 }
 
 static void set_num(cJSON *obj, const char *key, double v) {
@@ -151,6 +163,33 @@ int main(void) {
         float nan = 0.0f / 0.0f;
         patch_bin((long)off + 8, &nan, 4);
         expect("NaN weight", AT_ERR_FORMAT, "non-finite");
+    }
+
+    /* --dtype: every dtype loads; conversion checks every weight too */
+    {
+        static const char *names[] = {"auto", "f32", "f16", "int8"};
+        for (int dt = AT_DTYPE_AUTO; dt <= AT_DTYPE_INT8; dt++) {
+            char what[64];
+            snprintf(what, sizeof what, "valid model as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_OK, "");
+            CHECK(at_dtype_parse(names[dt]) == dt, "at_dtype_parse(%s)", names[dt]);
+            /* a NaN inside a linear layer's weights, an inf in the (tied) embeddings */
+            patch_weight("decoder.layers.1.fc2.weight", 37, 0.0f / 0.0f);
+            snprintf(what, sizeof what, "NaN in fc2 as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "decoder.layers.1.fc2.weight");
+            patch_weight("shared.weight", 400 * 32 + 5, 1.0f / 0.0f);
+            snprintf(what, sizeof what, "inf in the embeddings as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "non-finite");
+        }
+        CHECK(at_dtype_parse("f64") == -1 && at_dtype_parse(NULL) == -1, "at_dtype_parse refuses");
+        patch_weight("encoder.layers.0.fc1.weight", 3, 1e6f);
+        expect_as("f16 overflow", AT_DTYPE_F16, AT_ERR_FORMAT, "overflows f16");
+        patch_weight("encoder.layers.0.fc1.weight", 3, 1e6f);
+        expect_as("1e6 is fine for int8", AT_DTYPE_INT8, AT_OK, "");
+        at_model *m = NULL;
+        at_error err = {0};
+        CHECK(at_model_load_dtype(tmpdir, (at_dtype)7, &m, &err) == AT_ERR_ARG && m == NULL,
+              "unknown dtype: %s", err.message);
     }
 
     /* model.json */
