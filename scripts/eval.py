@@ -15,8 +15,11 @@ Command line:
         prints "BLEU = ..." and "chrF2 = ..."
     eval.py --model DIR [--bin ./attn-translate] [--beam 4] [--sets flores,newstest,tatoeba,multi30k]
             [--limit N] [--translator bin|reference] [--dev-dir /work/shared/data/dev]
+            [--dtypes f32,f16,int8]
         translates each dev set with the C binary (or scripts/reference.py) and prints a
-        markdown table
+        markdown table. With several --dtypes (the engine's --dtype) it also prints each
+        reduced precision's BLEU / chrF2 change against the first one and the share of
+        lines translated identically: the cost of f16 or int8 weights.
 
 Library use: corpus_bleu(hyps, refs) -> BLEUResult; corpus_chrf(hyps, refs) -> float, where
 refs is a list of reference lines (one reference) or a list of such lists (several).
@@ -221,7 +224,7 @@ def read_lines(path, limit=None):
     return lines[:limit] if limit else lines
 
 
-def translate(lines, args):
+def translate(lines, args, dtype=None):
     here = os.path.dirname(os.path.abspath(__file__))
     if args.translator == "reference":
         cmd = [sys.executable, os.path.join(here, "reference.py"), "-m", args.model,
@@ -230,6 +233,8 @@ def translate(lines, args):
         cmd = [args.bin, "-m", args.model, "-b", str(args.beam), "-q", "--no-progress"]
         if args.threads:
             cmd += ["-t", str(args.threads)]
+        if dtype:
+            cmd += ["--dtype", dtype]
     p = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True,
                        text=True, encoding="utf-8")
     if p.returncode != 0:
@@ -254,7 +259,10 @@ def main(argv=None):
     ap.add_argument("--sets", default="flores,newstest,tatoeba,multi30k")
     ap.add_argument("--limit", type=int, default=None, help="first N lines of each set")
     ap.add_argument("--dev-dir", default="/work/shared/data/dev")
-    ap.add_argument("--save-dir", default=None, help="write SET.hyp files here")
+    ap.add_argument("--save-dir", default=None, help="write SET.hyp (SET.DTYPE.hyp) files here")
+    ap.add_argument("--dtypes", default=None,
+                    help="comma-separated engine --dtype values, e.g. f32,f16,int8: each set is "
+                         "translated with each, and the differences reported")
     a = ap.parse_args(argv)
     if a.hyp or a.ref:
         if not (a.hyp and a.ref):
@@ -265,6 +273,9 @@ def main(argv=None):
         return 0
     if not a.model:
         ap.error("give --hyp/--ref or --model")
+    dtypes = a.dtypes.split(",") if a.dtypes else [None]
+    if a.dtypes and a.translator != "bin":
+        ap.error("--dtypes is for the C engine (--translator bin)")
     rows = []
     for name in a.sets.split(","):
         if name not in DEV_SETS:
@@ -272,21 +283,37 @@ def main(argv=None):
         src_f, ref_f = DEV_SETS[name]
         src = read_lines(os.path.join(a.dev_dir, src_f), a.limit)
         ref = read_lines(os.path.join(a.dev_dir, ref_f), a.limit)
-        t0 = time.time()
-        hyp = translate(src, a)
-        dt = time.time() - t0
-        if a.save_dir:
-            os.makedirs(a.save_dir, exist_ok=True)
-            with open(os.path.join(a.save_dir, name + ".hyp"), "w", encoding="utf-8") as f:
-                f.write("\n".join(hyp) + "\n")
-        b = corpus_bleu(hyp, ref)
-        c = corpus_chrf(hyp, ref)
-        rows.append((name, len(src), b.score, c, dt))
-        print(f"{name}: BLEU {b.score:.2f} chrF2 {c:.2f} ({len(src)} lines, {dt:.1f} s)", file=sys.stderr)
-    print(f"| set | lines | BLEU | chrF2 | seconds |  (model {a.model}, beam {a.beam}, {a.translator})")
-    print("|---|---:|---:|---:|---:|")
-    for name, n, bl, cf, dt in rows:
-        print(f"| {name} | {n} | {bl:.2f} | {cf:.2f} | {dt:.1f} |")
+        first = None
+        for dtype in dtypes:
+            t0 = time.time()
+            hyp = translate(src, a, dtype)
+            dt = time.time() - t0
+            if a.save_dir:
+                os.makedirs(a.save_dir, exist_ok=True)
+                fn = name + (f".{dtype}" if dtype else "") + ".hyp"
+                with open(os.path.join(a.save_dir, fn), "w", encoding="utf-8") as f:
+                    f.write("\n".join(hyp) + "\n")
+            b = corpus_bleu(hyp, ref)
+            c = corpus_chrf(hyp, ref)
+            first = first or hyp
+            same = sum(x == y for x, y in zip(hyp, first)) / max(1, len(hyp))
+            rows.append((name, dtype, len(src), b.score, c, dt, same))
+            print(f"{name}{' ' + dtype if dtype else ''}: BLEU {b.score:.2f} chrF2 {c:.2f} "
+                  f"({len(src)} lines, {dt:.1f} s)", file=sys.stderr)
+    if not a.dtypes:
+        print(f"| set | lines | BLEU | chrF2 | seconds |  (model {a.model}, beam {a.beam}, {a.translator})")
+        print("|---|---:|---:|---:|---:|")
+        for name, _, n, bl, cf, dt, _ in rows:
+            print(f"| {name} | {n} | {bl:.2f} | {cf:.2f} | {dt:.1f} |")
+        return 0
+    print(f"| set | lines | dtype | BLEU | Δ BLEU | chrF2 | Δ chrF2 | lines as {dtypes[0]} | seconds |"
+          f"  (model {a.model}, beam {a.beam})")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    base = {}
+    for name, dtype, n, bl, cf, dt, same in rows:
+        b0, c0 = base.setdefault(name, (bl, cf))
+        print(f"| {name} | {n} | {dtype} | {bl:.2f} | {bl - b0:+.2f} | {cf:.2f} | {cf - c0:+.2f} | "
+              f"{100 * same:.1f}% | {dt:.1f} |")
     return 0
 
 

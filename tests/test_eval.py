@@ -91,5 +91,27 @@ with tempfile.TemporaryDirectory() as d:
     check("cli bleu", out.split("\n")[0].split()[2], "53.73")
     check("cli chrf", out.split("\n")[1].startswith("chrF2 = "), True)
 
+# --dtypes: the engine translates a dev set once per dtype; the table gives the
+# differences against the first (tiny random model: the numbers mean nothing, the
+# table's shape and the f32 row's zero deltas do)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "attn-translate")
+DEV = os.path.join(ROOT, "..", "shared", "data", "dev")
+if os.access(BIN, os.X_OK) and os.path.isdir(DEV):
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run([sys.executable, EVAL, "--model", os.path.join(ROOT, "tests/fixtures/tiny/A"),
+                            "--bin", BIN, "--sets", "tatoeba", "--limit", "30", "--beam", "1",
+                            "--dev-dir", DEV, "--dtypes", "f32,f16,int8", "--save-dir", d],
+                           capture_output=True, text=True)
+        rows = [l.split("|") for l in p.stdout.splitlines() if l.startswith("| tatoeba")]
+        check("dtypes: exit 0", p.returncode, 0)
+        check("dtypes: one row per dtype", [r[3].strip() for r in rows], ["f32", "f16", "int8"])
+        check("dtypes: f32 row has zero deltas, all lines as f32",
+              [rows[0][5].strip(), rows[0][8].strip()] if rows else None, ["+0.00", "100.0%"])
+        check("dtypes: hypotheses saved per dtype",
+              sorted(os.listdir(d)), ["tatoeba.f16.hyp", "tatoeba.f32.hyp", "tatoeba.int8.hyp"])
+else:
+    check("dtypes: attn-translate built and ../shared present", False, True)
+
 print(f"test_eval: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
