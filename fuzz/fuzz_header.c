@@ -69,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     at_model *m = NULL;
     at_error err = {0};
-    at_status st = at_model_load(dir, &m, &err);
+    static const at_dtype dtypes[3] = {AT_DTYPE_AUTO, AT_DTYPE_F16, AT_DTYPE_INT8};
+    at_status st = at_model_load_dtype(dir, dtypes[(size / 7) % 3], &m, &err);
     FUZZ_ASSERT((st == AT_OK) == (m != NULL));
     FUZZ_ASSERT(st == AT_OK || err.message[0]);
     if (m) {

@@ -67,6 +67,8 @@ static float absmax(const float *x, int n) {
  * even) mode exactly as lrintf does, for |x·inv| <= 2^22, without a library call. */
 static int8_t q8(float x, float inv) {
     float v = x * inv, r = (v + 12582912.0f) - 12582912.0f;
+    if (!(r == r)) return 0; /* NaN activations (an overflowing model): no UB; the
+                                output is NaN anyway through the scale */
     return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
 }
 
