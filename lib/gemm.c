@@ -319,6 +319,25 @@ int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float
     return 0;
 }
 
+void gemm_q8_pack_rows(const int8_t *W, const float *wscale, int out, int in, int8_t *q,
+                       float *scale, int32_t *qsum) {
+    int out16 = gemm_pad16(out), in4 = gemm_pad4(in);
+    memset(q, 0, gemm_q8_bytes(out, in));
+    for (int n = 0; n < out16; n++) {
+        int32_t sum = 0;
+        if (n < out) {
+            int8_t *dst = q + ((size_t)(n / 16) * (size_t)in4 * 16 + (size_t)(n % 16) * 4);
+            for (int k = 0; k < in; k++) {
+                int8_t v = W[(size_t)n * in + k];
+                dst[(size_t)(k / 4) * 64 + (size_t)(k % 4)] = v;
+                sum += v;
+            }
+        }
+        scale[n] = n < out ? wscale[n] : 0.0f;
+        qsum[n] = 128 * sum;
+    }
+}
+
 /* ---- f32 and f16 ----------------------------------------------------------------- */
 
 static void set_bias(float *y, int M, const at_lin *L) {

@@ -48,6 +48,11 @@ int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float
  * overflowed to infinity, or n. */
 size_t gemm_to_half(gemm_isa isa, const float *f, size_t n, uint16_t *h);
 
+/* Packs int8 weights already quantized (row-major W (out, in), |w| <= 127, and their
+ * per-row scales, as stored in an i8 model file) into the layout above. */
+void gemm_q8_pack_rows(const int8_t *W, const float *wscale, int out, int in, int8_t *q,
+                       float *scale, int32_t *qsum);
+
 /* Scratch for one product: quantized activations and widened f16 blocks.
  * Owned by the session; sized by gemm_scratch_size(). */
 typedef struct gemm_scratch {

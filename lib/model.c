@@ -38,9 +38,10 @@ typedef struct expected {
     int ndim;
     int64_t shape[2];
     const float **slot; /* where the f32 pointer goes */
-    at_lin *lin;        /* the linear layer whose weight matrix this is, if any */
+    at_lin *lin;        /* the linear layer whose weight matrix (or scales) this is */
+    int scale_of;       /* >= 0: the optional per-row scales of entry scale_of (i8) */
     int seen;
-    int f16;
+    int f16, i8;
     uint64_t offset, nbytes;
 } expected;
 
@@ -68,6 +69,7 @@ static at_status table_add(table *t, const float **slot, int64_t d0, int64_t d1,
     vsnprintf(x->name, sizeof x->name, fmt, ap);
     va_end(ap);
     x->slot = slot;
+    x->scale_of = -1;
     x->shape[0] = d0;
     x->shape[1] = d1;
     x->ndim = d1 > 0 ? 2 : 1;
@@ -75,11 +77,25 @@ static at_status table_add(table *t, const float **slot, int64_t d0, int64_t d1,
 }
 
 /* A linear layer's weight (out, in) and bias (out): "<name>.weight", "<name>.bias". */
+/* The weight matrix `name` of linear layer L and, if the file stores it as i8, its
+ * per-row scales "<name>.scale". */
+static at_status add_lin_weight(table *t, at_lin *L, int64_t out, int64_t in, const char *name,
+                                at_error *err) {
+    at_status s = table_add(t, &L->w, out, in, err, "%s", name);
+    if (s) return s;
+    int w = t->n - 1;
+    t->e[w].lin = L;
+    s = table_add(t, &L->wscale, out, 0, err, "%s.scale", name);
+    if (!s) t->e[t->n - 1].lin = L, t->e[t->n - 1].scale_of = w;
+    return s;
+}
+
 static at_status add_lin(table *t, at_lin *L, int64_t out, int64_t in, const char *name,
                          at_error *err) {
     L->out = (int)out, L->in = (int)in;
-    at_status s = table_add(t, &L->w, out, in, err, "%s.weight", name);
-    if (!s) t->e[t->n - 1].lin = L;
+    char wname[96];
+    snprintf(wname, sizeof wname, "%s.weight", name);
+    at_status s = add_lin_weight(t, L, out, in, wname, err);
     if (!s) s = table_add(t, &L->b, out, 0, err, "%s.bias", name);
     return s;
 }
@@ -125,10 +141,7 @@ static at_status build_table(at_model *m, table *t, at_error *err) {
         if (!s) s = table_add(t, &m->dec_embed, V, d, err, "decoder.embed_tokens.weight");
     }
     m->lm_head.out = (int)V, m->lm_head.in = (int)d;
-    if (!s && !c->tied_lm_head) {
-        s = table_add(t, &m->lm_head.w, V, d, err, "lm_head.weight");
-        if (!s) t->e[t->n - 1].lin = &m->lm_head;
-    }
+    if (!s && !c->tied_lm_head) s = add_lin_weight(t, &m->lm_head, V, d, "lm_head.weight", err);
     if (!s) s = table_add(t, &m->lm_head.b, V, 0, err, "final_logits_bias");
     for (int i = 0; !s && i < c->encoder_layers; i++) {
         at_enc_layer *L = &m->enc[i];
@@ -437,6 +450,38 @@ static at_status convert_lin(at_model *m, at_lin *L, const char *path, const cha
     return AT_OK;
 }
 
+/* An i8 weight from the file: packed as it is for int8 compute; otherwise widened to
+ * float32(q) * scale (then narrowed to half for f16 compute). */
+static at_status convert_i8(at_model *m, at_lin *L, const char *path, const char *name,
+                            at_error *err) {
+    size_t numel = (size_t)L->out * (size_t)L->in;
+    if (m->wtype == AT_W_INT8) {
+        size_t rows = (size_t)gemm_pad16(L->out);
+        int8_t *q = owned_alloc(m, gemm_q8_bytes(L->out, L->in));
+        float *scale = owned_alloc(m, rows * sizeof *scale);
+        int32_t *qsum = owned_alloc(m, rows * sizeof *qsum);
+        if (!q || !scale || !qsum)
+            return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
+        gemm_q8_pack_rows(L->qfile, L->wscale, L->out, L->in, q, scale, qsum);
+        L->q = q, L->qscale = scale, L->qsum = qsum;
+        return AT_OK;
+    }
+    int temp = m->wtype == AT_W_F16;
+    float *w = temp ? malloc(numel * sizeof *w) : owned_alloc(m, numel * sizeof *w);
+    if (!w) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", name);
+    for (size_t r = 0; r < (size_t)L->out; r++)
+        for (size_t k = 0; k < (size_t)L->in; k++)
+            w[r * L->in + k] = (float)L->qfile[r * L->in + k] * L->wscale[r];
+    L->w = w;
+    at_status s = AT_OK;
+    if (temp) {
+        s = convert_lin(m, L, path, name, NO_MAP, err);
+        free(w);
+        L->w = NULL;
+    }
+    return s;
+}
+
 static int cmp_range(const void *a, const void *b) {
     const expected *x = *(const expected *const *)a, *y = *(const expected *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
@@ -484,10 +529,17 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
             esize = 4;
         else if (!strcmp(dt->valuestring, "f16"))
             esize = 2;
+        else if (!strcmp(dt->valuestring, "i8"))
+            esize = 1;
         else
             return at_fail(err, AT_ERR_FORMAT,
-                           "%s: tensor '%s' has dtype \"%.16s\" (supported: f32, f16)", file, name,
-                           dt->valuestring);
+                           "%s: tensor '%s' has dtype \"%.16s\" (supported: f32, f16, i8)", file,
+                           name, dt->valuestring);
+        if (esize == 1 && (!x->lin || x->scale_of >= 0))
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' is i8, which is only for the "
+                           "weights of linear layers", file, name);
+        if (x->scale_of >= 0 && esize != 4)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' (i8 scales) must be f32", file, name);
         /* shape */
         char got[96] = "", want[96];
         int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
@@ -533,16 +585,33 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
         x->offset = (uint64_t)off;
         x->nbytes = (uint64_t)nb;
         x->f16 = esize == 2;
+        x->i8 = esize == 1;
     }
-    for (int i = 0; i < t->n; i++)
-        if (!t->e[i].seen)
-            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' is missing", file, t->e[i].name);
+    int any_i8 = 0;
+    for (int i = 0; i < t->n; i++) {
+        expected *x = &t->e[i];
+        any_i8 |= x->i8;
+        if (x->scale_of >= 0) { /* scales go with i8 weights, and only with them */
+            const expected *wt = &t->e[x->scale_of];
+            if (wt->i8 && !x->seen)
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' is missing (the scales of i8 "
+                               "tensor '%s')", file, x->name, wt->name);
+            if (!wt->i8 && x->seen)
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' given but '%s' is not i8",
+                               file, x->name, wt->name);
+        } else if (!x->seen) {
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' is missing", file, x->name);
+        }
+    }
+    if (any_i8 && m->wtype == AT_W_F32 && m->auto_dtype) m->wtype = AT_W_INT8; /* as stored */
     /* no overlaps */
     expected **order = malloc((size_t)t->n * sizeof *order);
     if (!order) return at_fail(err, AT_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < t->n; i++) order[i] = &t->e[i];
-    qsort(order, (size_t)t->n, sizeof *order, cmp_range);
-    for (int i = 1; i < t->n; i++)
+    int n_seen = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->e[i].seen) order[n_seen++] = &t->e[i];
+    qsort(order, (size_t)n_seen, sizeof *order, cmp_range);
+    for (int i = 1; i < n_seen; i++)
         if (order[i - 1]->offset + order[i - 1]->nbytes > order[i]->offset) {
             at_status s = at_fail(err, AT_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", file,
                                   order[i - 1]->name, order[i]->name);
@@ -589,6 +658,25 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
     for (int i = 0; i < t->n; i++) {
         expected *x = &t->e[i];
         const unsigned char *src = base + x->offset;
+        if (!x->seen) continue; /* the scales of a weight that is not i8 */
+        if (x->i8) {            /* converted below, once its scales are known */
+            const int8_t *q = (const int8_t *)(const void *)src;
+            for (size_t k = 0; k < x->nbytes; k++)
+                if (q[k] == -128)
+                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds -128 at element %zu "
+                                   "(i8 weights lie in -127..127)", path, x->name, k);
+            x->lin->qfile = q;
+            continue;
+        }
+        if (x->scale_of >= 0) {
+            const float *sc = (const float *)(const void *)src;
+            for (size_t k = 0; k < x->nbytes / 4; k++)
+                if (!(sc[k] >= 0.0f && sc[k] < INFINITY))
+                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds %g at element %zu "
+                                   "(scales are finite and >= 0)", path, x->name, (double)sc[k], k);
+            *x->slot = sc;
+            continue;
+        }
         if (x->f16) {
             size_t numel = x->nbytes / 2;
             const uint16_t *h = (const uint16_t *)(const void *)src;
@@ -631,6 +719,13 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
                 if (m->wtype != AT_W_F32) release_range(m, x->offset + b0 * 4, n * 4);
             }
         }
+    }
+    for (int i = 0; i < t->n; i++) {
+        expected *x = &t->e[i];
+        if (!x->i8) continue;
+        at_status s = convert_i8(m, x->lin, path, x->name, err);
+        if (s) return s;
+        release_range(m, x->offset, x->nbytes);
     }
     if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
     if (m->cfg.tied_lm_head) m->lm_head.w = m->dec_embed;
@@ -717,6 +812,7 @@ at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, a
     }
     if (!s) {
         m->wtype = dtype == AT_DTYPE_F16 ? AT_W_F16 : dtype == AT_DTYPE_INT8 ? AT_W_INT8 : AT_W_F32;
+        m->auto_dtype = dtype == AT_DTYPE_AUTO;
         m->isa = (int)gemm_detect_isa();
     }
     if (!s) s = build_table(m, &t, err);

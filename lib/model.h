@@ -26,6 +26,9 @@ typedef struct at_lin {
     const int8_t *q;       /* packed int8 (gemm.h), dtype int8 */
     const float *qscale;   /* (out rounded up to 16) per-row scale: w ≈ q * qscale */
     const int32_t *qsum;   /* (out rounded up to 16) 128 * row sum of q */
+    /* while loading an i8 file: its row-major int8 weights and per-row scales */
+    const int8_t *qfile;   /* (out, in) in the mapping */
+    const float *wscale;   /* (out) in the mapping: w = q * wscale */
 } at_lin;
 
 typedef struct at_attn_weights {
@@ -67,6 +70,7 @@ struct at_model {
     int n_bad_ids;
     at_vocab *vocab;
     at_wtype wtype;           /* how the linear weights are stored and multiplied */
+    int auto_dtype;           /* loaded with AT_DTYPE_AUTO: i8 files compute in int8 */
     int isa;                  /* gemm_isa: the kernels chosen for this CPU */
     /* resources */
     void *map;

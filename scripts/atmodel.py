@@ -39,7 +39,25 @@ ALIGNMENT = 64
 PREAMBLE_BYTES = 64
 
 # dtype name in model.json -> numpy little-endian dtype
-DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2")}
+DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2"), "i8": np.dtype("i1")}
+WRITE_DTYPES = ("f32", "f16", "int8")   # int8: i8 linear-layer weights + f32 scales, f32 rest
+
+
+def is_linear_weight(name):
+    """The weight matrices of linear layers: the ones that may be stored as i8."""
+    return name.endswith(("_proj.weight", ".fc1.weight", ".fc2.weight")) or name == "lm_head.weight"
+
+
+def quantize_rows_int8(w):
+    """Symmetric per-row int8 exactly as lib/gemm.c: in float32, scale = amax / 127,
+    q = round-half-even(w * (127 / amax)) clamped to ±127 (a zero row: scale 0, q 0).
+    Returns (q int8 [out, in], scale float32 [out])."""
+    w = np.asarray(w, dtype=np.float32)
+    amax = np.abs(w).max(axis=1).astype(np.float32)
+    safe = np.where(amax > 0, amax, np.float32(1)).astype(np.float32)
+    inv = np.where(amax > 0, np.float32(127.0) / safe, np.float32(0)).astype(np.float32)
+    q = np.clip(np.rint((w * inv[:, None]).astype(np.float32)), -127, 127).astype(np.int8)
+    return q, (amax / np.float32(127.0)).astype(np.float32)
 
 ACTIVATIONS = ("swish", "silu", "relu", "gelu")
 
@@ -232,12 +250,14 @@ def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra
 
     config: dict with every FORMAT.md config field. generation: dict (may be empty/None).
     tensors: {name: array-like}; must be exactly expected_tensors(config) with the same
-    shapes (checked). dtype: 'f32' or 'f16' for every tensor. vocab: the vocab.json dict
+    shapes (checked). dtype: 'f32' or 'f16' for every tensor, or 'int8': the weight
+    matrices of linear layers as i8 with a per-row f32 NAME.scale tensor (quantized as the
+    engine's --dtype int8 does), every other tensor f32. vocab: the vocab.json dict
     (written as is; skipped if None). extra_files: {file name: bytes or path of a file to
     copy} written next to them (e.g. source.spm).
     Returns the header dict written to model.json."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}")
+    if dtype not in WRITE_DTYPES:
+        raise ValueError(f"dtype must be one of {WRITE_DTYPES}")
     validate_config(config)
     generation = dict(generation or {})
     _validate_generation(generation, config["vocab_size"])
@@ -247,22 +267,35 @@ def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra
     if missing or unknown:
         raise ValueError(f"tensors: missing {missing}, unknown {unknown}")
 
-    npdt = DTYPES[dtype]
     table = {}
     chunks = []
     offset = PREAMBLE_BYTES
+
+    def put(name, dt, data):
+        nonlocal offset
+        raw = np.ascontiguousarray(data).tobytes()
+        offset = _align(offset)
+        table[name] = {"dtype": dt, "shape": list(data.shape), "offset": offset, "nbytes": len(raw)}
+        chunks.append((offset, raw))
+        offset += len(raw)
+
     for name, shape in expected.items():  # fixed order: expected_tensors order
         arr = np.asarray(tensors[name])
         if tuple(arr.shape) != tuple(shape):
             raise ValueError(f"{name}: shape {list(arr.shape)}, expected {list(shape)}")
-        data = np.ascontiguousarray(arr, dtype=np.float64).astype(npdt)
+        if dtype == "int8" and is_linear_weight(name):
+            w32 = np.ascontiguousarray(arr, dtype=np.float64).astype(np.float32)
+            if not np.all(np.isfinite(w32)):
+                raise ValueError(f"{name}: non-finite value")
+            q, scale = quantize_rows_int8(w32)
+            put(name, "i8", q)
+            put(name + ".scale", "f32", scale.astype("<f4"))
+            continue
+        dt = "f32" if dtype == "int8" else dtype
+        data = np.ascontiguousarray(arr, dtype=np.float64).astype(DTYPES[dt])
         if not np.all(np.isfinite(data)):
-            raise ValueError(f"{name}: non-finite value after conversion to {dtype}")
-        raw = data.tobytes()
-        offset = _align(offset)
-        table[name] = {"dtype": dtype, "shape": list(shape), "offset": offset, "nbytes": len(raw)}
-        chunks.append((offset, raw))
-        offset += len(raw)
+            raise ValueError(f"{name}: non-finite value after conversion to {dt}")
+        put(name, dt, data)
     total = offset
 
     os.makedirs(dir, exist_ok=True)
@@ -349,12 +382,14 @@ def _no_duplicate_keys(pairs):
     return seen
 
 
-def read_model(dir):
+def read_model(dir, int8=None):
     """Read and validate a model directory.
 
     Returns (header, tensors) where header is the parsed model.json and tensors maps
-    every tensor name to a float32 numpy array of its shape (f16 widened).
-    Raises FormatError for anything FORMAT.md forbids."""
+    every tensor name to a float32 numpy array of its shape (f16 widened, i8 weights
+    dequantized as float32(q) * float32(scale), the engine's f32 reading). When `int8`
+    is a dict it receives, for each i8 tensor, name -> (q float32 [out, in], scale
+    float32 [out]). Raises FormatError for anything FORMAT.md forbids."""
     # duplicate names: json.load keeps the last silently, so re-parse with a hook
     with open(os.path.join(dir, "model.json"), "r", encoding="utf-8") as f:
         json.load(f, object_pairs_hook=_no_duplicate_keys)
@@ -378,6 +413,10 @@ def read_model(dir):
     expected = expected_tensors(cfg)
     table = h["tensors"]
     for name in table:
+        base = name[:-len(".scale")] if name.endswith(".scale") else None
+        if base and base in expected and isinstance(table.get(base), dict) \
+                and table[base].get("dtype") == "i8":
+            continue
         if name not in expected:
             raise FormatError(f"{name}: unknown tensor")
     for name in expected:
@@ -386,12 +425,20 @@ def read_model(dir):
 
     ranges = []
     tensors = {}
+    todo = list(expected.items())
     for name, shape in expected.items():
+        if isinstance(table[name], dict) and table[name].get("dtype") == "i8":
+            if not is_linear_weight(name):
+                raise FormatError(f"{name}: dtype i8 is only for the weights of linear layers")
+            if name + ".scale" not in table:
+                raise FormatError(f"{name}.scale: missing (the scales of i8 tensor {name})")
+            todo.append((name + ".scale", (shape[0],)))
+    for name, shape in todo:
         e = table[name]
         if not isinstance(e, dict):
             raise FormatError(f"{name}: entry is not an object")
         dt = e.get("dtype")
-        if dt not in DTYPES:
+        if dt not in DTYPES or (name.endswith(".scale") and dt != "f32"):
             raise FormatError(f"{name}: unsupported dtype {dt!r}")
         got = e.get("shape")
         if not isinstance(got, list) or not all(_json_type_ok(x, int) for x in got):
@@ -410,14 +457,25 @@ def read_model(dir):
             raise FormatError(f"{name}: bytes [{off}, {off + nb}) outside {w['file']} ({w['bytes']} bytes)")
         ranges.append((off, off + nb, name))
         arr = np.frombuffer(blob, dtype=DTYPES[dt], count=numel, offset=off).reshape(shape)
+        if dt == "i8" and np.any(arr == -128):
+            raise FormatError(f"{name}: i8 value -128 (the range is -127..127)")
         arr = arr.astype(np.float32)
         if not np.all(np.isfinite(arr)):
             raise FormatError(f"{name}: non-finite value")
+        if name.endswith(".scale") and np.any(arr < 0):
+            raise FormatError(f"{name}: negative scale")
         tensors[name] = arr
     ranges.sort()
     for (a0, a1, an), (b0, b1, bn) in zip(ranges, ranges[1:]):
         if b0 < a1:
             raise FormatError(f"{bn}: overlaps {an}")
+    for name in [n for n in tensors if n.endswith(".scale")]:
+        scale = tensors.pop(name)
+        base = name[:-len(".scale")]
+        q = tensors[base]
+        if int8 is not None:
+            int8[base] = (q, scale)
+        tensors[base] = (q * scale[:, None]).astype(np.float32)
     return h, tensors
 
 

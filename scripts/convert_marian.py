@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """convert_marian.py — Hugging Face MarianMTModel directory to an attn-translate model.
 
-    /usr/bin/python3 scripts/convert_marian.py INPUT_DIR OUTPUT_DIR [--dtype f32|f16]
+    /usr/bin/python3 scripts/convert_marian.py INPUT_DIR OUTPUT_DIR [--dtype f32|f16|int8]
 
 INPUT_DIR is what `huggingface-cli download Helsinki-NLP/opus-mt-en-fr` (or
 `MarianMTModel.save_pretrained` + `MarianTokenizer.save_pretrained`) leaves:
@@ -462,8 +462,8 @@ def _human(n):
 
 def convert(input_dir, output_dir, dtype="f32", quiet=False):
     """Convert; returns the written model.json header. Raises ConvertError."""
-    if dtype not in atmodel.DTYPES:
-        raise ConvertError(f"--dtype must be one of {sorted(atmodel.DTYPES)}")
+    if dtype not in atmodel.WRITE_DTYPES:
+        raise ConvertError(f"--dtype must be one of {', '.join(atmodel.WRITE_DTYPES)}")
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     hf = _load_json(os.path.join(input_dir, "config.json"), "config.json")
     arch = hf.get("architectures") or ["MarianMTModel"]
@@ -511,7 +511,7 @@ def main(argv=None):
                     "to an attn-translate model directory.")
     ap.add_argument("input_dir", help="Hugging Face model directory")
     ap.add_argument("output_dir", help="attn-translate model directory to write")
-    ap.add_argument("--dtype", choices=sorted(atmodel.DTYPES), default="f32",
+    ap.add_argument("--dtype", choices=atmodel.WRITE_DTYPES, default="f32",
                     help="weight dtype in model.bin (default f32)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
     a = ap.parse_args(argv)

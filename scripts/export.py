@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Export a scripts/train.py checkpoint to an attn-translate model directory.
 
-    /usr/bin/python3 scripts/export.py CHECKPOINT OUT_DIR [--dtype f32|f16]
+    /usr/bin/python3 scripts/export.py CHECKPOINT OUT_DIR [--dtype f32|f16|int8]
         [--num-beams 4] [--max-length 256]
 
 Writes OUT_DIR/model.json + model.bin (atmodel.write_model), vocab.json (spm_vocab from the
@@ -56,7 +56,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("out_dir")
-    ap.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    ap.add_argument("--dtype", choices=atmodel.WRITE_DTYPES, default="f32",
+                    help="f32, f16 (half the size) or int8 (i8 linear-layer weights with per-row scales, f32 rest)")
     ap.add_argument("--spm", default=None, help="joint SentencePiece model (default: from the checkpoint)")
     ap.add_argument("--num-beams", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=256)

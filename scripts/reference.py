@@ -108,7 +108,8 @@ def load(model_dir, dtype=torch.float64, spm_path=None, weights="f32"):
     to `dtype`; positions are computed in float64, rounded to float32, then converted.
     `weights` (f32, f16, int8) says how linear layers multiply, as `--dtype` in the C
     engine: f16 rounds their weights to half; int8 quantizes them per row (qlinear)."""
-    header, tensors = atmodel.read_model(model_dir)
+    stored_int8 = {}
+    header, tensors = atmodel.read_model(model_dir, int8=stored_int8)
     cfg = header["config"]
     vocab = atmodel.read_vocab(model_dir)
     if len(vocab["tokens"]) != cfg["vocab_size"]:
@@ -124,6 +125,9 @@ def load(model_dir, dtype=torch.float64, spm_path=None, weights="f32"):
         w32 = torch.from_numpy(np.array(tensors[k])).to(torch.float32)
         if weights == "f16":
             m.lin[k] = w32.to(torch.float16).to(dtype)
+        elif weights == "int8" and k in stored_int8:  # stored as i8: used as stored
+            q, scale = stored_int8[k]
+            m.lin[k] = (torch.from_numpy(q), torch.from_numpy(scale).reshape(-1, 1))
         elif weights == "int8":
             m.lin[k] = quantize_rows_int8(w32)
         elif weights != "f32":

@@ -125,6 +125,19 @@ PYEOF'
     fi
 done
 
+# an i8 model file (A8 = A written by atmodel with dtype int8) computes in int8 by
+# default, bit for bit like A loaded with --dtype int8 (n-best scores included)
+A8="$(dirname "$MODEL")/A8"
+if [ -f "$A8/model.json" ]; then
+    tr_ --dtype int8 -b 4 -n 4 < "$tmp/in" > "$tmp/q_f32file"
+    "$BIN" -m "$A8" -b 4 -n 4 < "$tmp/in" > "$tmp/q_i8file" 2> /dev/null
+    check "i8 file = f32 file --dtype int8, bit for bit" 'cmp -s "$tmp/q_f32file" "$tmp/q_i8file"'
+    "$BIN" -m "$A8" --dtype f32 < "$tmp/in" > "$tmp/q_wide" 2> /dev/null
+    check "i8 file --dtype f32: every line" '[ $? -eq 0 ] && [ $(lines "$tmp/q_wide") -eq $(lines "$tmp/in") ]'
+else
+    bad "no A8 fixture"
+fi
+
 check "--attn-format svg: translations on stdout, pictures in --attn-dir" 'cmp -s "$tmp/s" "$tmp/plain" && [ -f "$tmp/svg/line-000001.svg" ] && [ -f "$tmp/svg/line-000003.svg" ]'
 tr_ --show-attn --attn-layer 9 < /dev/null 2> /dev/null; check "--attn-layer out of range: exit 2" '[ $? -eq 2 ]'
 

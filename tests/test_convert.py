@@ -415,6 +415,59 @@ def test_c_engine():
           f"attn-translate on the f16 model: rc {r.returncode} err {r.stderr[-300:]!r}")
 
 
+def test_int8_files():
+    """--dtype int8: i8 linear-layer weights with per-row f32 scales, the rest f32; read
+    back within half a quantization step; the reader refuses what the engine refuses."""
+    src = os.path.join(TMP, "full.st")
+    out = os.path.join(TMP, "out.int8")
+    convert_ok(src, out, dtype="int8")
+    raw = {}
+    h, t = atmodel.read_model(out, int8=raw)
+    check(sorted(t) == sorted(EXPECTED), "int8: tensor names")
+    lin = [n for n in EXPECTED if atmodel.is_linear_weight(n)]
+    check(sorted(raw) == sorted(lin) and len(lin) > 10, f"int8: i8 tensors {sorted(raw)}")
+    check(all(h["tensors"][n]["dtype"] == ("i8" if n in raw else "f32") for n in EXPECTED)
+          and all(h["tensors"][n + ".scale"]["dtype"] == "f32" for n in raw), "int8: dtypes")
+    worst = 0.0
+    for n in lin:
+        q, scale = raw[n]
+        worst = max(worst, float(np.max(np.abs(t[n] - EXPECTED[n]) / (scale[:, None] + 1e-30))))
+        check(np.array_equal(q, atmodel.quantize_rows_int8(EXPECTED[n])[0]), f"int8: {n} as the engine quantizes")
+    check(worst <= 0.5 + 1e-3, f"int8: error {worst} quantization steps (<= 0.5)")
+    for n in EXPECTED:
+        if n not in raw:
+            check(np.array_equal(t[n], EXPECTED[n].astype(np.float32)), f"int8: {n} kept f32")
+    # refusals: -128, a missing scale tensor
+    name = lin[0]
+    e = h["tensors"][name]
+    bad = os.path.join(TMP, "out.int8.bad")
+    shutil.copytree(out, bad)
+    with open(os.path.join(bad, "model.bin"), "r+b") as f:
+        f.seek(e["offset"] + 3)
+        f.write(b"\x80")
+    try:
+        atmodel.read_model(bad)
+        check(False, "int8: -128 accepted")
+    except atmodel.FormatError as x:
+        check("-128" in str(x), f"int8: -128 message {x}")
+    hj = json.load(open(os.path.join(out, "model.json")))
+    del hj["tensors"][name + ".scale"]
+    shutil.copy(os.path.join(out, "model.bin"), os.path.join(bad, "model.bin"))
+    json.dump(hj, open(os.path.join(bad, "model.json"), "w"))
+    try:
+        atmodel.read_model(bad)
+        check(False, "int8: missing scale accepted")
+    except atmodel.FormatError as x:
+        check("scale" in str(x), f"int8: missing scale message {x}")
+    exe = os.path.join(ROOT, "attn-translate")
+    if os.access(exe, os.X_OK):
+        outs = [subprocess.run([exe, "-m", d, "--beam", "2", "-n", "2"] + extra,
+                               input="Hello world.\nHow are you?\n", capture_output=True,
+                               text=True, timeout=120).stdout
+                for d, extra in ((out, []), (os.path.join(TMP, "out.full.st"), ["--dtype", "int8"]))]
+        check(outs[0] and outs[0] == outs[1], "int8: the i8 file translates like the f32 file with --dtype int8")
+
+
 def main():
     global TMP, CFG, SD, EXPECTED
     torch.set_num_threads(1)
@@ -429,7 +482,7 @@ def main():
         for fn in (test_sinusoids_match_format, test_safetensors_full_f32,
                    test_pytorch_bin_f32_and_f16, test_safetensors_minimal,
                    test_safetensors_half_dtypes, test_refusals, test_untied_and_unshared,
-                   test_cli, test_reference_runs, test_c_engine):
+                   test_cli, test_reference_runs, test_c_engine, test_int8_files):
             run_test(fn)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)

@@ -190,7 +190,51 @@ int main(void) {
         at_error err = {0};
         CHECK(at_model_load_dtype(tmpdir, (at_dtype)7, &m, &err) == AT_ERR_ARG && m == NULL,
               "unknown dtype: %s", err.message);
+        /* scales for a weight that is not i8 */
+        j = read_json("model.json");
+        cJSON *sc = cJSON_Duplicate(tensor(j, "encoder.layers.0.fc1.bias"), 1);
+        cJSON_AddItemToObject(cJSON_GetObjectItem(j, "tensors"), "encoder.layers.0.fc1.weight.scale", sc);
+        write_json("model.json", j);
+        expect("scales of an f32 weight", AT_ERR_FORMAT, "is not i8");
     }
+
+    /* i8 weights (tests/fixtures/tiny/A8: A with its linear layers stored as i8) */
+    SRC = "tests/fixtures/tiny/A8";
+    reset();
+    {
+        at_model *m = NULL;
+        at_error err = {0};
+        CHECK(at_model_load(tmpdir, &m, &err) == AT_OK && strstr(at_model_compute(m), "int8"),
+              "A8 loads and computes in int8: %s", m ? at_model_compute(m) : err.message);
+        at_model_free(m);
+        expect_as("A8 as f32", AT_DTYPE_F32, AT_OK, "");
+        expect_as("A8 as f16", AT_DTYPE_F16, AT_OK, "");
+        signed char bad = -128;
+        j = read_json("model.json");
+        double off = cJSON_GetObjectItem(tensor(j, "decoder.layers.0.fc1.weight"), "offset")->valuedouble;
+        cJSON_Delete(j);
+        patch_bin((long)off + 11, &bad, 1);
+        expect("i8 -128", AT_ERR_FORMAT, "-127..127");
+        patch_weight("decoder.layers.0.fc1.weight.scale", 2, -1.0f);
+        expect("negative scale", AT_ERR_FORMAT, "finite and >= 0");
+        patch_weight("decoder.layers.0.fc1.weight.scale", 2, 0.0f / 0.0f);
+        expect_as("NaN scale", AT_DTYPE_F32, AT_ERR_FORMAT, "finite and >= 0");
+        j = read_json("model.json");
+        cJSON_DeleteItemFromObject(cJSON_GetObjectItem(j, "tensors"), "encoder.layers.1.self_attn.k_proj.weight.scale");
+        write_json("model.json", j);
+        expect("missing scales", AT_ERR_FORMAT, "the scales of i8 tensor 'encoder.layers.1.self_attn.k_proj.weight'");
+        j = read_json("model.json");
+        cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "decoder.layers.0.fc1.weight.scale"), "dtype",
+                                               cJSON_CreateString("f16"));
+        write_json("model.json", j);
+        expect("f16 scales", AT_ERR_FORMAT, "must be f32");
+        j = read_json("model.json");
+        cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "shared.weight"), "dtype", cJSON_CreateString("i8"));
+        write_json("model.json", j);
+        expect("i8 embeddings", AT_ERR_FORMAT, "only for the weights of linear layers");
+    }
+    SRC = "tests/fixtures/tiny/A";
+    reset();
 
     /* model.json */
     write_text("model.json", "{\"format\": \"attn-translate\", \"version\": 1,");
