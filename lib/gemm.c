@@ -18,10 +18,6 @@
 #define GEMM_X86 0
 #endif
 
-/* Rows at or below which f32/f16 weights are multiplied directly (each weight read
- * once, no packing); above it sgemm's packing pays for itself. */
-#define GEMM_DIRECT_MAX 8
-
 /* ---- ISA ---------------------------------------------------------------------- */
 
 gemm_isa gemm_detect_isa(void) {
@@ -345,81 +341,56 @@ static void set_bias(float *y, int M, const at_lin *L) {
 }
 
 #if GEMM_X86
-AVX2_TARGET static float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+/* ---- packed f32 / f16: [out16 / 16][in][16 outputs] -------------------------------- */
 
-/* Direct product for a few rows: each weight row is read once from memory for a
- * chunk of MR activation rows; NR weight rows at a time keep MR x NR independent
- * FMA chains in flight. W is f32 or half (H = 1). */
-#ifndef GEMM_PREFETCH
-#define GEMM_PREFETCH 1024 /* bytes ahead in each weight row */
-#endif
-#define LOADW_0(p) _mm256_loadu_ps((const float *)(p))
-#define LOADW_1(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define SCALARW_0(w, k) (((const float *)(w))[k])
-#define SCALARW_1(w, k) _cvtsh_ss(((const uint16_t *)(w))[k])
-#define DIRECT_TILE(MR, NR, H)                                                                \
-    AVX2_TARGET static void dtile_##MR##_##NR##_##H(const float *x, int K, const at_lin *L,   \
-                                                    int n0, float *y) {                       \
+/* MR activation rows x 16 outputs over all K: per k, two 8-wide weight loads (f32, or
+ * half widened by F16C), MR broadcasts and 2·MR FMAs; no packing at run time. */
+#define LOADP_0(p) _mm256_loadu_ps((const float *)(p))
+#define LOADP_1(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define PK_TILE(MR, H)                                                                        \
+    AVX2_TARGET static void pk_tile_##MR##_##H(const float *x, int K, const char *wb,        \
+                                               const at_lin *L, int n0, float *y) {          \
         const size_t es = H ? sizeof(uint16_t) : sizeof(float);                               \
-        const char *w0 = (H ? (const char *)L->h : (const char *)L->w) + (size_t)n0 * K * es; \
-        __m256 acc[MR][NR];                                                                   \
-        UNROLL for (int i = 0; i < MR; i++)                                                          \
-            UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();                     \
-        int K8 = K & ~7;                                                                      \
-        for (int k = 0; k < K8; k += 8) {                                                     \
-            __m256 wv[NR];                                                                    \
-            UNROLL for (int j = 0; j < NR; j++) {                                            \
-                _mm_prefetch(w0 + ((size_t)j * K + k) * es + GEMM_PREFETCH, _MM_HINT_T0);     \
-                wv[j] = LOADW_##H(w0 + ((size_t)j * K + k) * es);                             \
-            }                                                                                 \
-            UNROLL for (int i = 0; i < MR; i++) {                                                    \
-                __m256 xv = _mm256_loadu_ps(x + (size_t)i * K + k);                           \
-                UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(wv[j], xv, acc[i][j]); \
+        __m256 acc[MR][2];                                                                    \
+        UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();      \
+        for (int k = 0; k < K; k++) {                                                         \
+            __m256 w0 = LOADP_##H(wb + (size_t)k * 16 * es);                                  \
+            __m256 w1 = LOADP_##H(wb + ((size_t)k * 16 + 8) * es);                            \
+            UNROLL for (int i = 0; i < MR; i++) {                                             \
+                __m256 xb = _mm256_broadcast_ss(x + (size_t)i * K + k);                       \
+                acc[i][0] = _mm256_fmadd_ps(w0, xb, acc[i][0]);                               \
+                acc[i][1] = _mm256_fmadd_ps(w1, xb, acc[i][1]);                               \
             }                                                                                 \
         }                                                                                     \
-        UNROLL for (int i = 0; i < MR; i++)                                                          \
-            UNROLL for (int j = 0; j < NR; j++) {                                                    \
-                const char *wr = w0 + (size_t)j * K * es;                                     \
-                float v = hsum256(acc[i][j]);                                                 \
-                for (int k = K8; k < K; k++) v += SCALARW_##H(wr, k) * x[(size_t)i * K + k];  \
-                y[(size_t)i * L->out + n0 + j] = v + (L->b ? L->b[n0 + j] : 0.0f);            \
-            }                                                                                 \
-    }
-#define DIRECT_SET(H)                                                                         \
-    DIRECT_TILE(1, 8, H)                                                                      \
-    DIRECT_TILE(1, 1, H)                                                                      \
-    DIRECT_TILE(2, 4, H)                                                                      \
-    DIRECT_TILE(2, 1, H)                                                                      \
-    DIRECT_TILE(4, 2, H)                                                                      \
-    DIRECT_TILE(4, 1, H)                                                                      \
-    AVX2_TARGET static void direct_##H(const float *x, int M, const at_lin *L, float *y) {   \
-        int K = L->in, N = L->out;                                                            \
-        for (int m = 0; m < M;) {                                                             \
-            const float *xr = x + (size_t)m * K;                                              \
-            float *yr = y + (size_t)m * N;                                                    \
-            int n = 0;                                                                        \
-            if (M - m >= 4) {                                                                 \
-                for (; n + 2 <= N; n += 2) dtile_4_2_##H(xr, K, L, n, yr);                    \
-                for (; n < N; n++) dtile_4_1_##H(xr, K, L, n, yr);                            \
-                m += 4;                                                                       \
-            } else if (M - m >= 2) {                                                          \
-                for (; n + 4 <= N; n += 4) dtile_2_4_##H(xr, K, L, n, yr);                    \
-                for (; n < N; n++) dtile_2_1_##H(xr, K, L, n, yr);                            \
-                m += 2;                                                                       \
-            } else {                                                                          \
-                for (; n + 8 <= N; n += 8) dtile_1_8_##H(xr, K, L, n, yr);                    \
-                for (; n < N; n++) dtile_1_1_##H(xr, K, L, n, yr);                            \
-                m += 1;                                                                       \
-            }                                                                                 \
+        int left = L->out - n0 < 16 ? L->out - n0 : 16;                                       \
+        UNROLL for (int i = 0; i < MR; i++) {                                                 \
+            float t[16];                                                                      \
+            _mm256_storeu_ps(t, acc[i][0]);                                                   \
+            _mm256_storeu_ps(t + 8, acc[i][1]);                                               \
+            float *yr = y + (size_t)i * L->out + n0;                                          \
+            for (int j = 0; j < left; j++) yr[j] = t[j] + (L->b ? L->b[n0 + j] : 0.0f);       \
         }                                                                                     \
     }
-DIRECT_SET(0)
-DIRECT_SET(1)
+#define PK_SET(H)                                                                             \
+    PK_TILE(6, H)                                                                             \
+    PK_TILE(4, H)                                                                             \
+    PK_TILE(2, H)                                                                             \
+    PK_TILE(1, H)                                                                             \
+    AVX2_TARGET static void packed_##H(const float *x, int M, const at_lin *L, float *y) {   \
+        int K = L->in, NB = gemm_pad16(L->out) / 16;                                          \
+        const char *w = H ? (const char *)L->ph : (const char *)L->pw;                        \
+        const size_t blk = (size_t)K * 16 * (H ? sizeof(uint16_t) : sizeof(float));          \
+        for (int nb = 0; nb < NB; nb++) {                                                     \
+            const char *wb = w + (size_t)nb * blk;                                            \
+            int m = 0;                                                                        \
+            for (; m + 6 <= M; m += 6) pk_tile_6_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out); \
+            if (M - m >= 4) pk_tile_4_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out), m += 4; \
+            if (M - m >= 2) pk_tile_2_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out), m += 2; \
+            if (M - m >= 1) pk_tile_1_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out), m += 1; \
+        }                                                                                     \
+    }
+PK_SET(0)
+PK_SET(1)
 
 AVX2_TARGET static void widen_f16c(const uint16_t *h, size_t n, float *out) {
     size_t i = 0;
@@ -481,11 +452,12 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
         return;
     }
 #if GEMM_X86
-    if (isa >= GEMM_AVX2 && M <= GEMM_DIRECT_MAX && (m->wtype == AT_W_F16 || M > 1)) {
-        if (m->wtype == AT_W_F16)
-            direct_1(x, M, L, y);
-        else
-            direct_0(x, M, L, y);
+    if (isa >= GEMM_AVX2 && m->wtype == AT_W_F32 && L->pw) {
+        packed_0(x, M, L, y);
+        return;
+    }
+    if (isa >= GEMM_AVX2 && m->wtype == AT_W_F16 && L->ph) {
+        packed_1(x, M, L, y);
         return;
     }
 #endif
@@ -500,6 +472,20 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
         widen(isa, L->h + (size_t)n0 * L->in, (size_t)nr * L->in, ws->wide);
         sgemm_rows(x, M, L, ws->wide, n0, nr, y);
     }
+}
+
+size_t gemm_packed_elems(int out, int in) { return (size_t)gemm_pad16(out) * (size_t)in; }
+
+void gemm_pack_f32(const float *W, int out, int in, float *p) {
+    for (int n = 0; n < gemm_pad16(out); n++)
+        for (int k = 0; k < in; k++)
+            p[((size_t)(n / 16) * in + k) * 16 + n % 16] = n < out ? W[(size_t)n * in + k] : 0.0f;
+}
+
+void gemm_pack_f16(const uint16_t *H, int out, int in, uint16_t *p) {
+    for (int n = 0; n < gemm_pad16(out); n++)
+        for (int k = 0; k < in; k++)
+            p[((size_t)(n / 16) * in + k) * 16 + n % 16] = n < out ? H[(size_t)n * in + k] : 0;
 }
 
 void gemm_scratch_size(int rows, int in_max, size_t *xq_bytes, size_t *xs_floats,

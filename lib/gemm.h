@@ -1,9 +1,12 @@
 /* gemm.h — the products of linear layers, for each weight dtype. Private to lib/.
  *
- * f32   OpenBLAS sgemm/sgemv on the weights as loaded.
- * f16   weights kept as IEEE half (half the memory); one or a few rows are multiplied
- *       straight from half with F16C + FMA, larger batches widen a block of weight
- *       rows at a time into scratch and hand it to sgemm.
+ * f32   with AVX2: weights repacked once at load ([out/16][in][16], below) and
+ *       multiplied by an FMA kernel that broadcasts activations, 6 rows x 16 outputs
+ *       per tile, so no call pays OpenBLAS's per-call packing; without AVX2 OpenBLAS
+ *       sgemm / sgemv on the weights as loaded.
+ * f16   the same packed kernel on half weights widened by F16C as they are loaded
+ *       (half the memory traffic); without AVX2, 256 weight rows at a time widened
+ *       into scratch for sgemm.
  * int8  weights quantized per output row (w ≈ q · scale, |q| ≤ 127), activations
  *       quantized per input row the same way at run time, products accumulated
  *       exactly in int32, then y = acc · (scale_x · scale_w) + b. Because the integer
@@ -52,6 +55,13 @@ size_t gemm_to_half(gemm_isa isa, const float *f, size_t n, uint16_t *h);
  * per-row scales, as stored in an i8 model file) into the layout above. */
 void gemm_q8_pack_rows(const int8_t *W, const float *wscale, int out, int in, int8_t *q,
                        float *scale, int32_t *qsum);
+
+/* Packed f32 / f16 weights for the AVX2 kernels: (out, in) padded to out16 rows and
+ * stored as [out16 / 16][in][16], so each step over k reads 16 consecutive outputs'
+ * weights. Elements of the packed form; the packers zero the padding. */
+size_t gemm_packed_elems(int out, int in);
+void gemm_pack_f32(const float *W, int out, int in, float *p);
+void gemm_pack_f16(const uint16_t *H, int out, int in, uint16_t *p);
 
 /* Scratch for one product: quantized activations and widened f16 blocks.
  * Owned by the session; sized by gemm_scratch_size(). */

@@ -482,6 +482,70 @@ static at_status convert_i8(at_model *m, at_lin *L, const char *path, const char
     return s;
 }
 
+/* Frees an owned block early (its slot is cleared). */
+static void owned_free(at_model *m, const void *p) {
+    for (int i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == p) {
+            free(m->owned[i]);
+            m->owned[i] = NULL;
+        }
+}
+
+/* Drops the mapped pages under [p, p + bytes) if p lies in the mapping. */
+static void release_ptr(at_model *m, const void *p, size_t bytes) {
+    const char *c = p, *b = m->map;
+    if (c >= b && c < b + m->map_len) release_range(m, (uint64_t)(c - b), bytes);
+}
+
+/* f32 and f16 compute with AVX2: each linear layer's weights repacked once for the
+ * packed kernels (gemm.h), 1,024 rows at a time; the row-major source is released
+ * (mapped pages) or freed (owned) as it is consumed. */
+static at_status pack_lin(at_model *m, at_lin *L, const char *name, at_error *err) {
+    size_t in = (size_t)L->in, n = gemm_packed_elems(L->out, L->in);
+    if (m->wtype == AT_W_F32) {
+        float *p = owned_alloc(m, n * sizeof *p);
+        if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
+        for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) {
+            int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
+            gemm_pack_f32(L->w + (size_t)r0 * in, nr, L->in, p + (size_t)r0 * in);
+            release_ptr(m, L->w + (size_t)r0 * in, (size_t)nr * in * sizeof *L->w);
+        }
+        L->pw = p;
+        return AT_OK;
+    }
+    uint16_t *p = owned_alloc(m, n * sizeof *p);
+    if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
+    for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) {
+        int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
+        gemm_pack_f16(L->h + (size_t)r0 * in, nr, L->in, p + (size_t)r0 * in);
+        release_ptr(m, L->h + (size_t)r0 * in, (size_t)nr * in * sizeof *L->h);
+    }
+    owned_free(m, L->h);
+    L->h = NULL;
+    L->ph = p;
+    return AT_OK;
+}
+
+static at_status pack_all(at_model *m, at_error *err) {
+    if (m->isa < GEMM_AVX2 || m->wtype == AT_W_INT8) return AT_OK;
+    at_status s = AT_OK;
+    for (int l = 0; !s && l < m->cfg.encoder_layers; l++) {
+        at_enc_layer *E = &m->enc[l];
+        at_lin *lins[6] = {&E->self_attn.q, &E->self_attn.k, &E->self_attn.v, &E->self_attn.o,
+                           &E->ffn.fc1, &E->ffn.fc2};
+        for (int i = 0; !s && i < 6; i++) s = pack_lin(m, lins[i], "an encoder layer", err);
+    }
+    for (int l = 0; !s && l < m->cfg.decoder_layers; l++) {
+        at_dec_layer *D = &m->dec[l];
+        at_lin *lins[10] = {&D->self_attn.q,  &D->self_attn.k,  &D->self_attn.v,
+                            &D->self_attn.o,  &D->cross_attn.q, &D->cross_attn.k,
+                            &D->cross_attn.v, &D->cross_attn.o, &D->ffn.fc1, &D->ffn.fc2};
+        for (int i = 0; !s && i < 10; i++) s = pack_lin(m, lins[i], "a decoder layer", err);
+    }
+    if (!s) s = pack_lin(m, &m->lm_head, "lm_head", err);
+    return s;
+}
+
 static int cmp_range(const void *a, const void *b) {
     const expected *x = *(const expected *const *)a, *y = *(const expected *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
@@ -653,7 +717,7 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
 
     /* form pointers; widen f16; check every value is finite; convert linear weights
      * to the compute dtype */
-    m->owned = calloc((size_t)t->n * 3 + 3, sizeof *m->owned); /* at most 3 per tensor */
+    m->owned = calloc((size_t)t->n * 4 + 4, sizeof *m->owned); /* at most 4 per tensor */
     if (!m->owned) return at_fail(err, AT_ERR_NOMEM, "out of memory");
     for (int i = 0; i < t->n; i++) {
         expected *x = &t->e[i];
@@ -737,7 +801,7 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
         at_status s = convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", off, err);
         if (s) return s;
     }
-    return AT_OK;
+    return pack_all(m, err);
 }
 
 static at_status make_positions(at_model *m, at_error *err) {
@@ -769,9 +833,9 @@ int at_dtype_parse(const char *name) {
 const char *at_model_compute(const at_model *m) {
     if (!m) return "";
     static const char *const desc[3][3] = {
-        {"f32, OpenBLAS", "f32, OpenBLAS + avx2 kernels", "f32, OpenBLAS + avx2 kernels"},
-        {"f16, scalar widening + OpenBLAS", "f16, f16c/avx2 kernels + OpenBLAS",
-         "f16, f16c/avx2 kernels + OpenBLAS"},
+        {"f32, OpenBLAS", "f32, packed avx2 kernels", "f32, packed avx2 kernels"},
+        {"f16, widened for OpenBLAS", "f16, packed f16c/avx2 kernels",
+         "f16, packed f16c/avx2 kernels"},
         {"int8, scalar kernels", "int8, avx2 kernels", "int8, avx512-vnni kernels"}};
     return desc[m->wtype][m->isa];
 }

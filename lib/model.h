@@ -24,6 +24,8 @@ typedef struct at_lin {
     const float *b;        /* (out) */
     const uint16_t *h;     /* (out, in) IEEE half, dtype f16 */
     const int8_t *q;       /* packed int8 (gemm.h), dtype int8 */
+    const float *pw;       /* packed f32 (gemm.h), dtype f32 with AVX2 */
+    const uint16_t *ph;    /* packed half (gemm.h), dtype f16 with AVX2 */
     const float *qscale;   /* (out rounded up to 16) per-row scale: w ≈ q * qscale */
     const int32_t *qsum;   /* (out rounded up to 16) 128 * row sum of q */
     /* while loading an i8 file: its row-major int8 weights and per-row scales */
