@@ -476,16 +476,22 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
 
 size_t gemm_packed_elems(int out, int in) { return (size_t)gemm_pad16(out) * (size_t)in; }
 
-void gemm_pack_f32(const float *W, int out, int in, float *p) {
-    for (int n = 0; n < gemm_pad16(out); n++)
-        for (int k = 0; k < in; k++)
-            p[((size_t)(n / 16) * in + k) * 16 + n % 16] = n < out ? W[(size_t)n * in + k] : 0.0f;
-}
+/* One 16-row block at a time, written sequentially (16 read streams). */
+#define PACK_BODY(T, W, out, in, p)                                                           \
+    for (int n0 = 0; n0 < (out); n0 += 16) {                                                  \
+        T *blk = (p) + (size_t)n0 * (in);                                                     \
+        int nr = (out) - n0 < 16 ? (out) - n0 : 16;                                           \
+        if (nr < 16) memset(blk, 0, (size_t)16 * (in) * sizeof(T));                           \
+        for (int r = 0; r < nr; r++) {                                                        \
+            const T *row = (W) + (size_t)(n0 + r) * (in);                                     \
+            for (int k = 0; k < (in); k++) blk[(size_t)k * 16 + r] = row[k];                  \
+        }                                                                                     \
+    }
+
+void gemm_pack_f32(const float *W, int out, int in, float *p) { PACK_BODY(float, W, out, in, p) }
 
 void gemm_pack_f16(const uint16_t *H, int out, int in, uint16_t *p) {
-    for (int n = 0; n < gemm_pad16(out); n++)
-        for (int k = 0; k < in; k++)
-            p[((size_t)(n / 16) * in + k) * 16 + n % 16] = n < out ? H[(size_t)n * in + k] : 0;
+    PACK_BODY(uint16_t, H, out, in, p)
 }
 
 void gemm_scratch_size(int rows, int in_max, size_t *xq_bytes, size_t *xs_floats,
