@@ -113,6 +113,10 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
  * registers (at -O2 GCC would keep them in memory) */
 #define UNROLL _Pragma("GCC unroll 16")
 
+#ifndef Q8_PREFETCH
+#define Q8_PREFETCH 1024 /* bytes ahead in each 16-row weight block */
+#endif
+
 /* One tile: MR activation rows × NR blocks of 16 outputs, over all of in4. */
 #define VNNI_TILE(MR, NR)                                                                     \
     AVX512_TARGET static void vnni_tile_##MR##_##NR(const uint8_t *x, int in4, const int8_t *w, \
@@ -123,7 +127,11 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
         for (int k4 = 0; k4 < K4; k4++) {                                                     \
             __m512i wv[NR];                                                                   \
             UNROLL for (int j = 0; j < NR; j++)                                                      \
+            {                                                                                 \
+                _mm_prefetch((const char *)(w + ((size_t)j * K4 + k4) * 64) + Q8_PREFETCH,    \
+                             _MM_HINT_T0);                                                    \
                 wv[j] = _mm512_loadu_si512((const void *)(w + ((size_t)j * K4 + k4) * 64));   \
+            }                                                                                 \
             UNROLL for (int i = 0; i < MR; i++) {                                                    \
                 int32_t x4;                                                                   \
                 memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
