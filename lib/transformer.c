@@ -28,6 +28,19 @@ static void embed(const at_model *m, const float *E, const int32_t *ids, int n, 
 static void attend_dense(const float *q, int n, const float *K, const float *Vv, int S, int d,
                          int heads, float *probs, float *ctx, float *keep, int keep_S, int isa) {
     int hd = d / heads;
+    if (n <= 8) { /* a few query rows (decoder steps): dot products, no sgemm packing */
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++) {
+                const float *qh = q + (size_t)i * d + h * hd;
+                for (int t = 0; t < S; t++) probs[t] = nn_dot(qh, K + (size_t)t * d + h * hd, hd, isa);
+                nn_softmax(probs, S, isa);
+                if (keep) memcpy(keep + ((size_t)i * heads + h) * keep_S, probs, (size_t)S * sizeof *probs);
+                float *oh = ctx + (size_t)i * d + h * hd;
+                memset(oh, 0, (size_t)hd * sizeof *oh);
+                for (int t = 0; t < S; t++) nn_axpy(oh, probs[t], Vv + (size_t)t * d + h * hd, hd, isa);
+            }
+        return;
+    }
     for (int h = 0; h < heads; h++) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, S, hd, 1.0f, q + h * hd, d,
                     K + h * hd, d, 0.0f, probs, S);
