@@ -90,7 +90,9 @@ static void quantize_rows(const float *x, int M, int in, int8_t *xq, float *xs, 
 
 /* The shared epilogue, written once so every kernel rounds the same way:
  * y = fma((float)acc, xs·ws, b). */
-static float q8_out(int32_t acc, float xs, float ws, float b) { return fmaf((float)acc, xs * ws, b); }
+static float q8_out(int32_t acc, float xs, float ws, float b) {
+    return fmaf((float)acc, xs * ws, b);
+}
 
 static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L, float *y) {
     int in4 = gemm_pad4(L->in), K4 = in4 / 4;
@@ -118,34 +120,36 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
 #endif
 
 /* One tile: MR activation rows × NR blocks of 16 outputs, over all of in4. */
-#define VNNI_TILE(MR, NR)                                                                     \
+#define VNNI_TILE(MR, NR)                                                                       \
     AVX512_TARGET static void vnni_tile_##MR##_##NR(const uint8_t *x, int in4, const int8_t *w, \
-                                                     __m512i acc[MR][NR]) {                   \
-        int K4 = in4 / 4;                                                                     \
-        UNROLL for (int i = 0; i < MR; i++)                                                          \
-            UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();                  \
-        for (int k4 = 0; k4 < K4; k4++) {                                                     \
-            __m512i wv[NR];                                                                   \
-            UNROLL for (int j = 0; j < NR; j++)                                                      \
-            {                                                                                 \
-                _mm_prefetch((const char *)(w + ((size_t)j * K4 + k4) * 64) + Q8_PREFETCH,    \
-                             _MM_HINT_T0);                                                    \
-                wv[j] = _mm512_loadu_si512((const void *)(w + ((size_t)j * K4 + k4) * 64));   \
-            }                                                                                 \
-            UNROLL for (int i = 0; i < MR; i++) {                                                    \
-                int32_t x4;                                                                   \
-                memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
-                __m512i xb = _mm512_set1_epi32(x4);                                           \
-                UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, wv[j]); \
-            }                                                                                 \
-        }                                                                                     \
+                                                     __m512i acc[MR][NR]) {                     \
+        int K4 = in4 / 4;                                                                       \
+        UNROLL for (int i = 0; i < MR; i++)                                                     \
+            UNROLL for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();             \
+        for (int k4 = 0; k4 < K4; k4++) {                                                       \
+            __m512i wv[NR];                                                                     \
+            UNROLL for (int j = 0; j < NR; j++)                                                 \
+            {                                                                                   \
+                _mm_prefetch((const char *)(w + ((size_t)j * K4 + k4) * 64) + Q8_PREFETCH,      \
+                             _MM_HINT_T0);                                                      \
+                wv[j] = _mm512_loadu_si512((const void *)(w + ((size_t)j * K4 + k4) * 64));     \
+            }                                                                                   \
+            UNROLL for (int i = 0; i < MR; i++) {                                               \
+                int32_t x4;                                                                     \
+                memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                   \
+                __m512i xb = _mm512_set1_epi32(x4);                                             \
+                UNROLL for (int j = 0; j < NR; j++)                                             \
+                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, wv[j]);                      \
+            }                                                                                   \
+        }                                                                                       \
     }
 VNNI_TILE(4, 4)
 VNNI_TILE(1, 4)
 VNNI_TILE(4, 1)
 VNNI_TILE(1, 1)
 
-AVX512_TARGET static inline __attribute__((always_inline)) void vnni_store(__m512i acc, const at_lin *L, int n0, float xs, float *y) {
+AVX512_TARGET static inline __attribute__((always_inline)) void
+vnni_store(__m512i acc, const at_lin *L, int n0, float xs, float *y) {
     int left = L->out - n0;
     __mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
     __m512i a = _mm512_sub_epi32(acc, _mm512_loadu_si512((const void *)(L->qsum + n0)));
@@ -154,12 +158,12 @@ AVX512_TARGET static inline __attribute__((always_inline)) void vnni_store(__m51
     _mm512_mask_storeu_ps(y + n0, k, _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), s, b));
 }
 
-#define VNNI_RUN(MR, NR)                                                                      \
-    do {                                                                                      \
-        __m512i acc[MR][NR];                                                                  \
-        vnni_tile_##MR##_##NR(xq + (size_t)m * in4, in4, wb, acc);                            \
-        UNROLL for (int i = 0; i < MR; i++)                                                          \
-            UNROLL for (int j = 0; j < NR; j++)                                                      \
+#define VNNI_RUN(MR, NR)                                                                        \
+    do {                                                                                        \
+        __m512i acc[MR][NR];                                                                    \
+        vnni_tile_##MR##_##NR(xq + (size_t)m * in4, in4, wb, acc);                              \
+        UNROLL for (int i = 0; i < MR; i++)                                                     \
+            UNROLL for (int j = 0; j < NR; j++)                                                 \
                 vnni_store(acc[i][j], L, (nb + j) * 16, xs[m + i], y + (size_t)(m + i) * L->out); \
     } while (0)
 
@@ -172,7 +176,8 @@ AVX512_TARGET static void quantize_rows_avx512(const float *x, int M, int in, ui
         const float *row = x + (size_t)m * in;
         uint8_t *dst = xq + (size_t)m * in4;
         __m512 mx = _mm512_setzero_ps();
-        for (int k = 0; k < in16; k += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(row + k)));
+        for (int k = 0; k < in16; k += 16)
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(row + k)));
         float amax = _mm512_reduce_max_ps(mx);
         for (int k = in16; k < in; k++) amax = fabsf(row[k]) > amax ? fabsf(row[k]) : amax;
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
@@ -209,25 +214,25 @@ AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, c
 
 /* AVX2 has no VNNI: |x| (unsigned) times w with x's sign (signed) through
  * vpmaddubsw never saturates (127·127·2 < 32767), then vpmaddwd sums pairs. */
-#define AVX2_TILE(MR)                                                                         \
-    AVX2_TARGET static void avx2_tile_##MR(const int8_t *x, int in4, const int8_t *w,        \
-                                           __m256i acc[MR][2]) {                              \
-        int K4 = in4 / 4;                                                                     \
-        const __m256i ones = _mm256_set1_epi16(1);                                            \
-        UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();          \
-        for (int k4 = 0; k4 < K4; k4++) {                                                     \
-            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64));          \
-            __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64 + 32));     \
-            UNROLL for (int i = 0; i < MR; i++) {                                                    \
-                int32_t x4;                                                                   \
-                memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                 \
-                __m256i xb = _mm256_set1_epi32(x4), ax = _mm256_sign_epi8(xb, xb);            \
-                __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));              \
-                __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));              \
-                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(p0, ones));         \
-                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(p1, ones));         \
-            }                                                                                 \
-        }                                                                                     \
+#define AVX2_TILE(MR)                                                                           \
+    AVX2_TARGET static void avx2_tile_##MR(const int8_t *x, int in4, const int8_t *w,           \
+                                           __m256i acc[MR][2]) {                                \
+        int K4 = in4 / 4;                                                                       \
+        const __m256i ones = _mm256_set1_epi16(1);                                              \
+        UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();     \
+        for (int k4 = 0; k4 < K4; k4++) {                                                       \
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64));            \
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + (size_t)k4 * 64 + 32));       \
+            UNROLL for (int i = 0; i < MR; i++) {                                               \
+                int32_t x4;                                                                     \
+                memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                   \
+                __m256i xb = _mm256_set1_epi32(x4), ax = _mm256_sign_epi8(xb, xb);              \
+                __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));                \
+                __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));                \
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(p0, ones));           \
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(p1, ones));           \
+            }                                                                                   \
+        }                                                                                       \
     }
 AVX2_TILE(4)
 AVX2_TILE(1)
@@ -245,18 +250,20 @@ AVX2_TARGET static void avx2_store(__m256i acc, const at_lin *L, int n0, float x
         _mm256_storeu_ps(sc, s);
         _mm256_storeu_si256((__m256i *)a, acc);
         (void)f;
-        for (int j = 0; j < left; j++) tmp[j] = fmaf((float)a[j], sc[j], L->b ? L->b[n0 + j] : 0.0f);
+        for (int j = 0; j < left; j++) /* sc = xs * ws already: fma((float)a, sc, b) */
+            tmp[j] = fmaf((float)a[j], sc[j], L->b ? L->b[n0 + j] : 0.0f);
         memcpy(y + n0, tmp, (size_t)left * sizeof *tmp);
     }
 }
 
-#define AVX2_RUN(MR)                                                                          \
-    do {                                                                                      \
-        __m256i acc[MR][2];                                                                   \
-        avx2_tile_##MR(xq + (size_t)m * in4, in4, wb, acc);                                   \
-        UNROLL for (int i = 0; i < MR; i++)                                                          \
-            for (int j = 0; j < 2 && nb * 16 + j * 8 < L->out; j++)                           \
-                avx2_store(acc[i][j], L, nb * 16 + j * 8, xs[m + i], y + (size_t)(m + i) * L->out); \
+#define AVX2_RUN(MR)                                                                            \
+    do {                                                                                        \
+        __m256i acc[MR][2];                                                                     \
+        avx2_tile_##MR(xq + (size_t)m * in4, in4, wb, acc);                                     \
+        UNROLL for (int i = 0; i < MR; i++)                                                     \
+            for (int j = 0; j < 2 && nb * 16 + j * 8 < L->out; j++)                             \
+                avx2_store(acc[i][j], L, nb * 16 + j * 8, xs[m + i],                            \
+                           y + (size_t)(m + i) * L->out);                                       \
     } while (0)
 
 AVX2_TARGET static void q8_avx2(const int8_t *xq, const float *xs, int M, const at_lin *L,
@@ -303,7 +310,8 @@ int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float
 #if GEMM_X86
         if (isa == GEMM_AVX512) {
             quantize_rows_avx512(W + (size_t)n0 * in, nr, in, (uint8_t *)rows, scale + n0);
-            for (size_t i = 0; i < (size_t)nr * in4; i++) rows[i] = (int8_t)((uint8_t)rows[i] ^ 0x80u);
+            for (size_t i = 0; i < (size_t)nr * in4; i++) /* back from the VNNI offset */
+                rows[i] = (int8_t)((uint8_t)rows[i] ^ 0x80u);
         } else
 #endif
             quantize_rows(W + (size_t)n0 * in, nr, in, rows, scale + n0, 0);
@@ -317,7 +325,8 @@ int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float
         }
         int8_t *blk = q + (size_t)n0 * in4;
         for (int k4 = 0; k4 < K4; k4++)
-            for (int r = 0; r < 16; r++) memcpy(blk + ((size_t)k4 * 16 + r) * 4, rows + (size_t)r * in4 + 4 * k4, 4);
+            for (int r = 0; r < 16; r++)
+                memcpy(blk + ((size_t)k4 * 16 + r) * 4, rows + (size_t)r * in4 + 4 * k4, 4);
     }
     free(rows);
     return 0;
@@ -355,47 +364,49 @@ static void set_bias(float *y, int M, const at_lin *L) {
  * half widened by F16C), MR broadcasts and 2·MR FMAs; no packing at run time. */
 #define LOADP_0(p) _mm256_loadu_ps((const float *)(p))
 #define LOADP_1(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define PK_TILE(MR, H)                                                                        \
-    AVX2_TARGET static void pk_tile_##MR##_##H(const float *x, int K, const char *wb,        \
-                                               const at_lin *L, int n0, float *y) {          \
-        const size_t es = H ? sizeof(uint16_t) : sizeof(float);                               \
-        __m256 acc[MR][2];                                                                    \
-        UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();      \
-        for (int k = 0; k < K; k++) {                                                         \
-            __m256 w0 = LOADP_##H(wb + (size_t)k * 16 * es);                                  \
-            __m256 w1 = LOADP_##H(wb + ((size_t)k * 16 + 8) * es);                            \
-            UNROLL for (int i = 0; i < MR; i++) {                                             \
-                __m256 xb = _mm256_broadcast_ss(x + (size_t)i * K + k);                       \
-                acc[i][0] = _mm256_fmadd_ps(w0, xb, acc[i][0]);                               \
-                acc[i][1] = _mm256_fmadd_ps(w1, xb, acc[i][1]);                               \
-            }                                                                                 \
-        }                                                                                     \
-        int left = L->out - n0 < 16 ? L->out - n0 : 16;                                       \
-        UNROLL for (int i = 0; i < MR; i++) {                                                 \
-            float t[16];                                                                      \
-            _mm256_storeu_ps(t, acc[i][0]);                                                   \
-            _mm256_storeu_ps(t + 8, acc[i][1]);                                               \
-            float *yr = y + (size_t)i * L->out + n0;                                          \
-            for (int j = 0; j < left; j++) yr[j] = t[j] + (L->b ? L->b[n0 + j] : 0.0f);       \
-        }                                                                                     \
+#define PK_TILE(MR, H)                                                                          \
+    AVX2_TARGET static void pk_tile_##MR##_##H(const float *x, int K, const char *wb,           \
+                                               const at_lin *L, int n0, float *y) {             \
+        const size_t es = H ? sizeof(uint16_t) : sizeof(float);                                 \
+        __m256 acc[MR][2];                                                                      \
+        UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();        \
+        for (int k = 0; k < K; k++) {                                                           \
+            __m256 w0 = LOADP_##H(wb + (size_t)k * 16 * es);                                    \
+            __m256 w1 = LOADP_##H(wb + ((size_t)k * 16 + 8) * es);                              \
+            UNROLL for (int i = 0; i < MR; i++) {                                               \
+                __m256 xb = _mm256_broadcast_ss(x + (size_t)i * K + k);                         \
+                acc[i][0] = _mm256_fmadd_ps(w0, xb, acc[i][0]);                                 \
+                acc[i][1] = _mm256_fmadd_ps(w1, xb, acc[i][1]);                                 \
+            }                                                                                   \
+        }                                                                                       \
+        int left = L->out - n0 < 16 ? L->out - n0 : 16;                                         \
+        UNROLL for (int i = 0; i < MR; i++) {                                                   \
+            float t[16];                                                                        \
+            _mm256_storeu_ps(t, acc[i][0]);                                                     \
+            _mm256_storeu_ps(t + 8, acc[i][1]);                                                 \
+            float *yr = y + (size_t)i * L->out + n0;                                            \
+            for (int j = 0; j < left; j++) yr[j] = t[j] + (L->b ? L->b[n0 + j] : 0.0f);         \
+        }                                                                                       \
     }
-#define PK_SET(H)                                                                             \
-    PK_TILE(6, H)                                                                             \
-    PK_TILE(4, H)                                                                             \
-    PK_TILE(2, H)                                                                             \
-    PK_TILE(1, H)                                                                             \
-    AVX2_TARGET static void packed_##H(const float *x, int M, const at_lin *L, float *y) {   \
-        int K = L->in, NB = gemm_pad16(L->out) / 16;                                          \
-        const char *w = H ? (const char *)L->ph : (const char *)L->pw;                        \
-        const size_t blk = (size_t)K * 16 * (H ? sizeof(uint16_t) : sizeof(float));          \
-        for (int nb = 0; nb < NB; nb++) {                                                     \
-            const char *wb = w + (size_t)nb * blk;                                            \
-            int m = 0;                                                                        \
-            for (; m + 6 <= M; m += 6) pk_tile_6_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out); \
-            if (M - m >= 4) pk_tile_4_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out), m += 4; \
-            if (M - m >= 2) pk_tile_2_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out), m += 2; \
-            if (M - m >= 1) pk_tile_1_##H(x + (size_t)m * K, K, wb, L, nb * 16, y + (size_t)m * L->out), m += 1; \
-        }                                                                                     \
+#define X(m) (x + (size_t)(m) * K)
+#define Y(m) (y + (size_t)(m) * L->out)
+#define PK_SET(H)                                                                               \
+    PK_TILE(6, H)                                                                               \
+    PK_TILE(4, H)                                                                               \
+    PK_TILE(2, H)                                                                               \
+    PK_TILE(1, H)                                                                               \
+    AVX2_TARGET static void packed_##H(const float *x, int M, const at_lin *L, float *y) {      \
+        int K = L->in, NB = gemm_pad16(L->out) / 16;                                            \
+        const char *w = H ? (const char *)L->ph : (const char *)L->pw;                          \
+        const size_t blk = (size_t)K * 16 * (H ? sizeof(uint16_t) : sizeof(float));             \
+        for (int nb = 0; nb < NB; nb++) {                                                       \
+            const char *wb = w + (size_t)nb * blk;                                              \
+            int m = 0;                                                                          \
+            for (; m + 6 <= M; m += 6) pk_tile_6_##H(X(m), K, wb, L, nb * 16, Y(m));            \
+            if (M - m >= 4) pk_tile_4_##H(X(m), K, wb, L, nb * 16, Y(m)), m += 4;               \
+            if (M - m >= 2) pk_tile_2_##H(X(m), K, wb, L, nb * 16, Y(m)), m += 2;               \
+            if (M - m >= 1) pk_tile_1_##H(X(m), K, wb, L, nb * 16, Y(m)), m += 1;               \
+        }                                                                                       \
     }
 PK_SET(0)
 PK_SET(1)
@@ -485,15 +496,15 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
 size_t gemm_packed_elems(int out, int in) { return (size_t)gemm_pad16(out) * (size_t)in; }
 
 /* One 16-row block at a time, written sequentially (16 read streams). */
-#define PACK_BODY(T, W, out, in, p)                                                           \
-    for (int n0 = 0; n0 < (out); n0 += 16) {                                                  \
-        T *blk = (p) + (size_t)n0 * (in);                                                     \
-        int nr = (out) - n0 < 16 ? (out) - n0 : 16;                                           \
-        if (nr < 16) memset(blk, 0, (size_t)16 * (in) * sizeof(T));                           \
-        for (int r = 0; r < nr; r++) {                                                        \
-            const T *row = (W) + (size_t)(n0 + r) * (in);                                     \
-            for (int k = 0; k < (in); k++) blk[(size_t)k * 16 + r] = row[k];                  \
-        }                                                                                     \
+#define PACK_BODY(T, W, out, in, p)                                                             \
+    for (int n0 = 0; n0 < (out); n0 += 16) {                                                    \
+        T *blk = (p) + (size_t)n0 * (in);                                                       \
+        int nr = (out) - n0 < 16 ? (out) - n0 : 16;                                             \
+        if (nr < 16) memset(blk, 0, (size_t)16 * (in) * sizeof(T));                             \
+        for (int r = 0; r < nr; r++) {                                                          \
+            const T *row = (W) + (size_t)(n0 + r) * (in);                                       \
+            for (int k = 0; k < (in); k++) blk[(size_t)k * 16 + r] = row[k];                    \
+        }                                                                                       \
     }
 
 void gemm_pack_f32(const float *W, int out, int in, float *p) { PACK_BODY(float, W, out, in, p) }
