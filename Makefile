@@ -58,12 +58,12 @@ $(BUILD)/attn-translate: $(CMD_OBJ) $(BUILD)/libattn-translate.a
 attn-translate: $(BUILD)/attn-translate
 	cp $< $@
 
-$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libattn-translate.a
+$(BUILD)/tests/%: tests/%.c tests/check.h tests/testfile.h $(BUILD)/libattn-translate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
 
 # tests linked with the CLI's formatting code (cmd/attnfmt.c)
-$(BUILD)/tests/test_attn $(BUILD)/tests/attn_svg_demo: $(BUILD)/tests/%: tests/%.c tests/check.h cmd/attnfmt.h $(BUILD)/cmd/attnfmt.o $(BUILD)/libattn-translate.a
+$(BUILD)/tests/test_attn $(BUILD)/tests/attn_svg_demo: $(BUILD)/tests/%: tests/%.c tests/check.h tests/testfile.h cmd/attnfmt.h $(BUILD)/cmd/attnfmt.o $(BUILD)/libattn-translate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icmd $(LDFLAGS) $< $(BUILD)/cmd/attnfmt.o $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
 

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "attn_translate.h"
 #include "check.h"
+#include "testfile.h"
 #include "../cmd/attnfmt.h"
 
 #include <cjson/cJSON.h>
@@ -22,31 +23,6 @@
 #define FIXTURE "tests/fixtures/tiny/A"
 #define SCHEMA "docs/attention.schema.json"
 #define GOLDEN "tests/fixtures/attn_grid.txt"
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static cJSON *load_json(const char *path) {
-    char *s = read_file(path, NULL);
-    cJSON *j = s ? cJSON_Parse(s) : NULL;
-    free(s);
-    return j;
-}
 
 /* Everything f received since it was opened (a tmpfile), NUL-terminated. */
 static char *slurp(FILE *f, size_t *len) {

@@ -6,6 +6,7 @@
  *   - cross-attention rows sum to 1 and follow the returned hypothesis. */
 #include "attn_translate.h"
 #include "check.h"
+#include "testfile.h"
 #include "model.h"
 #include "session.h"
 
@@ -15,25 +16,6 @@
 #include <string.h>
 
 #define TOL 1e-4
-
-static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
 
 static int json_ids(const cJSON *arr, int32_t *out, int cap) {
     int n = 0;

@@ -10,6 +10,7 @@
  *   - the vectorised exp (softmax, log-sum-exp, swish) within 2 ulp of expf, and the
  *     softmax / log-sum-exp built on it against double precision. */
 #include "check.h"
+#include "testfile.h"
 #include "gemm.h"
 #include "internal.h"
 #include "model.h"
@@ -20,25 +21,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
 
 static float *json_floats(const cJSON *arr, int n) {
     float *v = malloc((size_t)n * sizeof *v);
