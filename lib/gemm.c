@@ -417,9 +417,7 @@ AVX2_TARGET static void widen_f16c(const uint16_t *h, size_t n, float *out) {
         _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
     for (; i < n; i++) out[i] = _cvtsh_ss(h[i]);
 }
-#endif
 
-#if GEMM_X86
 AVX2_TARGET static void narrow_f16c(const float *f, size_t n, uint16_t *h) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)

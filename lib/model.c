@@ -501,28 +501,29 @@ static void release_ptr(at_model *m, const void *p, size_t bytes) {
  * packed kernels (gemm.h), 1,024 rows at a time; the row-major source is released
  * (mapped pages) or freed (owned) as it is consumed. */
 static at_status pack_lin(at_model *m, at_lin *L, const char *name, at_error *err) {
-    size_t in = (size_t)L->in, n = gemm_packed_elems(L->out, L->in);
-    if (m->wtype == AT_W_F32) {
-        float *p = owned_alloc(m, n * sizeof *p);
-        if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
-        for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) {
-            int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
-            gemm_pack_f32(L->w + (size_t)r0 * in, nr, L->in, p + (size_t)r0 * in);
-            release_ptr(m, L->w + (size_t)r0 * in, (size_t)nr * in * sizeof *L->w);
-        }
-        L->pw = p;
-        return AT_OK;
-    }
-    uint16_t *p = owned_alloc(m, n * sizeof *p);
+    int half = m->wtype == AT_W_F16;
+    size_t in = (size_t)L->in, es = half ? sizeof *L->h : sizeof *L->w;
+    const char *src = half ? (const char *)L->h : (const char *)L->w;
+    char *p = owned_alloc(m, gemm_packed_elems(L->out, L->in) * es);
     if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
-    for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) {
+    for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) { /* r0 is a multiple of 16 */
         int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
-        gemm_pack_f16(L->h + (size_t)r0 * in, nr, L->in, p + (size_t)r0 * in);
-        release_ptr(m, L->h + (size_t)r0 * in, (size_t)nr * in * sizeof *L->h);
+        size_t at = (size_t)r0 * in * es;
+        if (half)
+            gemm_pack_f16((const uint16_t *)(const void *)(src + at), nr, L->in,
+                          (uint16_t *)(void *)(p + at));
+        else
+            gemm_pack_f32((const float *)(const void *)(src + at), nr, L->in,
+                          (float *)(void *)(p + at));
+        release_ptr(m, src + at, (size_t)nr * in * es);
     }
-    owned_free(m, L->h);
-    L->h = NULL;
-    L->ph = p;
+    if (half) {
+        owned_free(m, L->h); /* a no-op when it lies in the mapping */
+        L->h = NULL;
+        L->ph = (const uint16_t *)(const void *)p;
+    } else {
+        L->pw = (const float *)(const void *)p;
+    }
     return AT_OK;
 }
 

@@ -107,7 +107,7 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
     ALLOC(s->scores, sc), ALLOC(s->enc_out, (size_t)src * d);
     size_t gq, gx, gw; /* the widest product input is F (fc2) */
     gemm_scratch_size((int)rows, (int)imax((int)F, (int)d), &gq, &gx, &gw);
-    if (s->m->wtype != AT_W_F16) gw = 1;
+    if (s->m->wtype != AT_W_F16 || s->m->isa >= GEMM_AVX2) gw = 1; /* only f16 without AVX2 widens */
     ALLOC(s->gs.xq, gq), ALLOC(s->gs.xs, gx), ALLOC(s->gs.wide, gw);
     ok = ok && (s->cross_k = calloc(L, sizeof *s->cross_k)) &&
          (s->cross_v = calloc(L, sizeof *s->cross_v)) && (s->self_k = calloc(L, sizeof *s->self_k)) &&
