@@ -150,6 +150,8 @@ typedef struct at_hypothesis {
      * row when the hypothesis ended with eos). Each row sums to 1. */
     const float *attention;
     int attn_rows;
+    int length;           /* tokens the score is normalised by: n_ids, plus 1 when it
+                             ended with eos (score = logprob / length^length_penalty) */
 } at_hypothesis;
 
 typedef struct at_result {

@@ -510,6 +510,7 @@ at_status at_translate_batch(at_session *s, int n, const char *const *texts, con
             hy[k].n_ids = nid;
             hy[k].score = (float)f->score;
             hy[k].logprob = (float)f->sum;
+            hy[k].length = f->n;
             hy[k].attention = NULL;
             hy[k].attn_rows = 0;
             if (o.attention_layer >= 0) {
