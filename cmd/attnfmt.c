@@ -173,6 +173,44 @@ int attn_view_init(attn_view *v, const at_model *model, const at_result *r, int 
     return 0;
 }
 
+int attn_view_concat(attn_view *out, const attn_view *pieces, int n) {
+    memset(out, 0, sizeof *out);
+    int S = 0, T = 0, H = n > 0 ? pieces[0].n_heads_shown : 1;
+    for (int k = 0; k < n; k++) {
+        if (pieces[k].n_heads_shown != H || pieces[k].n_src < 0 || pieces[k].n_tgt < 0 ||
+            (pieces[k].n_tgt > 0 && !pieces[k].weights)) {
+            errno = EINVAL;
+            return -1;
+        }
+        S += pieces[k].n_src, T += pieces[k].n_tgt;
+    }
+    const char **src = malloc((size_t)(S > 0 ? S : 1) * sizeof *src);
+    const char **tgt = malloc((size_t)(T > 0 ? T : 1) * sizeof *tgt);
+    float *w = T > 0 ? calloc((size_t)H * T * S, sizeof *w) : NULL;
+    if (!src || !tgt || (T > 0 && !w)) {
+        free(src), free(tgt), free(w);
+        errno = ENOMEM;
+        return -1;
+    }
+    int s0 = 0, t0 = 0;
+    for (int k = 0; k < n; k++) {
+        const attn_view *p = &pieces[k];
+        for (int j = 0; j < p->n_src; j++) src[s0 + j] = p->src_tokens[j];
+        for (int i = 0; i < p->n_tgt; i++) tgt[t0 + i] = p->tgt_tokens[i];
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < p->n_tgt; i++)
+                memcpy(w + ((size_t)h * T + t0 + i) * S + s0,
+                       p->weights + ((size_t)h * p->n_tgt + i) * p->n_src,
+                       (size_t)p->n_src * sizeof *w);
+        s0 += p->n_src, t0 += p->n_tgt;
+    }
+    out->src_tokens = src, out->n_src = S;
+    out->tgt_tokens = tgt, out->n_tgt = T;
+    out->weights = w;
+    out->n_heads_shown = H;
+    return 0;
+}
+
 void attn_view_release(attn_view *v) {
     if (!v) return;
     free((void *)v->src_tokens);
@@ -204,14 +242,16 @@ static const float *mean_weights(const attn_view *v, int *owned) {
 
 /* word[i] = word index of piece i (-1 for "</s>"); returns the number of words. */
 static int group_words(const char *const *tok, int n, int *word) {
-    int w = -1;
+    int w = -1, after_eos = 0;
     for (int i = 0; i < n; i++) {
         const char *t = tok[i] ? tok[i] : "";
         if (!strcmp(t, EOS_TEXT)) {
             word[i] = -1;
+            after_eos = 1;
             continue;
         }
-        if (w < 0 || !strncmp(t, WORD_MARK, 3)) w++;
+        if (w < 0 || after_eos || !strncmp(t, WORD_MARK, 3)) w++;
+        after_eos = 0;
         word[i] = w;
     }
     return w + 1;
@@ -508,7 +548,9 @@ static void json_matrix(FILE *f, const float *w, int rows, int cols) {
     fputc(']', f);
 }
 
-int attn_write_json(FILE *f, const attn_view *v) {
+int attn_write_json(FILE *f, const attn_view *v) { return attn_write_json_extra(f, v, NULL); }
+
+int attn_write_json_extra(FILE *f, const attn_view *v, const attn_extra *extra) {
     int n_tgt = v->weights ? v->n_tgt : 0, owned = 0;
     const float *mean = n_tgt ? mean_weights(v, &owned) : NULL;
     int alen = attn_alignment(v, NULL, 0);
@@ -524,7 +566,12 @@ int attn_write_json(FILE *f, const attn_view *v) {
     fputs(",\"translation\":", f);
     json_string(f, v->translation);
     fputs(",\"score\":", f);
-    json_number(f, v->score, 6, 1);
+    if (extra && extra->error) {
+        fputs("null,\"error\":", f);
+        json_string(f, extra->error);
+    } else {
+        json_number(f, v->score, 6, 1);
+    }
     fprintf(f, ",\"layer\":%d,\"head\":", v->layer);
     if (v->head == ATTN_HEAD_MEAN) fputs("\"mean\"", f);
     else if (v->head == ATTN_HEAD_ALL) fputs("\"all\"", f);
@@ -545,6 +592,21 @@ int attn_write_json(FILE *f, const attn_view *v) {
     }
     fputs(",\"alignment\":", f);
     json_string(f, align);
+    if (extra && extra->pieces && extra->n_pieces > 1) {
+        fputs(",\"pieces\":[", f);
+        for (int k = 0; k < extra->n_pieces; k++) {
+            const attn_piece *p = &extra->pieces[k];
+            fputs(k ? ",{\"source\":" : "{\"source\":", f);
+            json_string(f, p->source);
+            fputs(",\"translation\":", f);
+            json_string(f, p->translation);
+            fputs(",\"score\":", f);
+            json_number(f, p->score, 6, 1);
+            fprintf(f, ",\"src\":[%d,%d],\"tgt\":[%d,%d]}", p->src_start, p->src_end, p->tgt_start,
+                    p->tgt_end);
+        }
+        fputc(']', f);
+    }
     fputs("}\n", f);
     if (owned) free((void *)mean);
     free(align);

@@ -47,6 +47,30 @@ int attn_view_init(attn_view *v, const at_model *model, const at_result *r, int 
 /* Frees what attn_view_init allocated and zeroes *v. Accepts a zeroed view. */
 void attn_view_release(attn_view *v);
 
+/* Joins the views of the n pieces of a split line into *out, one view over the whole
+ * line: the source and target tokens one after the other (each piece keeps its own
+ * "</s>"), and a block-diagonal matrix (zeros outside each piece's block), so every
+ * row still sums to 1 and token and word indices run over the whole line. Every
+ * piece must show the same heads (n_heads_shown). out owns its arrays afterwards
+ * (attn_view_release); line, source, translation, score, layer and head are left to
+ * the caller. Returns 0, or -1 with errno (EINVAL: heads differ; ENOMEM). */
+int attn_view_concat(attn_view *out, const attn_view *pieces, int n);
+
+/* One piece of a split line, for the JSON record's "pieces". Token ranges are
+ * [start, end) over the record's src_tokens and tgt_tokens. */
+typedef struct attn_piece {
+    const char *source, *translation;
+    float score;
+    int src_start, src_end, tgt_start, tgt_end;
+} attn_piece;
+
+/* What a JSON record may say besides the view. Everything is borrowed. */
+typedef struct attn_extra {
+    const char *error;          /* the line was not translated: "error", and "score" null */
+    const attn_piece *pieces;   /* a split line: "pieces", one per sentence (n_pieces > 1) */
+    int n_pieces;
+} attn_extra;
+
 /* Writes the text grid: a heading (line, layer, head, score, source, translation),
  * then one grid per shown head: a row per target token, a column per source token,
  * column headers written vertically, columns split into blocks that fit in `width`
@@ -59,6 +83,9 @@ int attn_write_text(FILE *f, const attn_view *v, int width, int unicode_blocks);
  * docs/attention.schema.json). Returns 0, or -1 on a write or allocation error. */
 int attn_write_json(FILE *f, const attn_view *v);
 
+/* attn_write_json with the optional "error" and "pieces" fields (extra may be NULL). */
+int attn_write_json_extra(FILE *f, const attn_view *v, const attn_extra *extra);
+
 /* Writes an SVG heatmap (token labels on both axes, a colour scale) to `path`,
  * replacing the file. Returns 0, or -1 with errno. */
 int attn_write_svg(const char *path, const attn_view *v);
@@ -68,7 +95,7 @@ int attn_write_svg_file(FILE *f, const attn_view *v);
 
 /* Hard word alignment "s-t s-t ..." (Marian order: by target word) from the mean over
  * the shown heads. Pieces group into words: a piece starting with U+2581 (or the first
- * piece) starts a new word; "</s>" belongs to no word. Each target word is aligned to
+ * piece, and a piece after "</s>") starts a new word; "</s>" belongs to no word. Each target word is aligned to
  * the source word with the largest weight summed over both words' pieces (ties: the
  * lower index). Writes at most cap bytes with the NUL into buf (buf may be NULL when
  * cap is 0); returns the length of the whole alignment like snprintf, or -1 when out of
