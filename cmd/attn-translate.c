@@ -14,8 +14,10 @@
 #include "attnfmt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -44,21 +46,28 @@ static const char *usage_text =
     "\n"
     "Input and output:\n"
     "  -i, --input FILE         read FILE (repeatable; also positional FILEs; default stdin)\n"
-    "  -o, --output PATH        write to PATH (a file), or into directory PATH/ when there are\n"
-    "                           several inputs (same file names); default stdout\n"
+    "  -o, --output PATH        write to PATH (through symlinks; devices and FIFOs in place;\n"
+    "                           a file keeps its mode; never an input); '-' is stdout;\n"
+    "                           PATH/ or a directory: one file per input, same names\n"
     "      --unbuffered         translate and flush line by line (default on a terminal)\n"
-    "      --progress, --no-progress  progress bar on stderr (default: when it is a terminal)\n"
+    "      --progress, --no-progress  progress on stderr (default: on a terminal, for runs\n"
+    "                           over a second), and the closing statistics\n"
+    "      --verbose            the closing statistics (lines, tokens/s, kernels)\n"
     "  -q, --quiet              no warnings and no progress on stderr\n"
     "Model and decoding:\n"
     "  -m, --model DIR          model directory (default: the shipped en-fr model;\n"
     "                           also $ATTN_TRANSLATE_MODEL)\n"
     "  -b, --beam N             beam size; 1 = greedy (default: the model's, 4)\n"
     "  -n, --n-best K           print K hypotheses per line: 'LINE ||| TRANSLATION ||| SCORE'\n"
-    "      --length-penalty A   rank by log-prob / length^A (default: the model's, 1.0)\n"
-    "      --max-length F[+C]   output at most F x source tokens + C (default 2+10)\n"
+    "                           (Marian's format: LINE counts from 0; JSON and SVG from 1)\n"
+    "      --length-penalty A   rank by log-prob / length^A, 0 <= A <= 100 (default: the\n"
+    "                           model's, 1.0; 0 = raw log-prob, which favours short output)\n"
+    "      --max-length F[+C]   output at most F x source tokens + C tokens, at least 1\n"
+    "                           (default 2+10)\n"
     "      --max-input N        longest line in tokens before splitting (default: model max)\n"
     "      --max-line-bytes N   refuse lines longer than N bytes (default 100000)\n"
-    "      --no-split-sentences do not split over-long lines into sentences\n"
+    "      --split-sentences    split over-long lines into sentences (the default)\n"
+    "      --no-split-sentences refuse over-long lines instead\n"
     "      --on-error MODE      a line that cannot be translated: copy (default: print\n"
     "                           the source line), skip (print an empty line), fail (stop)\n"
     "Throughput:\n"
@@ -74,6 +83,7 @@ static const char *usage_text =
     "      --attn-head H        head number, 'mean' (default) or 'all'\n"
     "      --attn-dir DIR       where svg pictures go (default .)\n"
     "      --align              append Marian-style word alignments: 'TEXT ||| 0-0 1-2'\n"
+    "                           (not with --n-best)\n"
     "  -h, --help               this help\n"
     "  -V, --version            version\n"
     "\n"
@@ -87,7 +97,7 @@ typedef struct cli {
     const char **inputs;
     int n_inputs;
     const char *output;
-    int beam, n_best, threads, quiet, progress, unbuffered, split, align;
+    int beam, n_best, threads, quiet, progress, progress_explicit, unbuffered, split, align, verbose;
     int max_input, batch_size, max_batch_tokens, dtype;
     size_t max_line_bytes;
     float length_penalty, factor;
@@ -128,7 +138,7 @@ static void parse_args(int argc, char **argv, cli *c) {
     enum {
         OPT_LP = 256, OPT_MAXLEN, OPT_MAXIN, OPT_ONERR, OPT_UNBUF, OPT_PROG, OPT_NOPROG,
         OPT_MAXBYTES, OPT_NOSPLIT, OPT_SPLIT, OPT_BATCH, OPT_BTOK, OPT_SHOW, OPT_AFMT, OPT_ALAYER,
-        OPT_AHEAD, OPT_ADIR, OPT_ALIGN, OPT_DTYPE
+        OPT_AHEAD, OPT_ADIR, OPT_ALIGN, OPT_DTYPE, OPT_VERBOSE
     };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"beam", required_argument, 0, 'b'},
@@ -149,6 +159,7 @@ static void parse_args(int argc, char **argv, cli *c) {
         {"attn-layer", required_argument, 0, OPT_ALAYER},
         {"attn-head", required_argument, 0, OPT_AHEAD}, {"attn-dir", required_argument, 0, OPT_ADIR},
         {"align", no_argument, 0, OPT_ALIGN}, {"dtype", required_argument, 0, OPT_DTYPE}, {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, OPT_VERBOSE},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int opt, show = 0, fmt = ATTN_NONE, bytes;
     opterr = 0;
@@ -165,14 +176,17 @@ static void parse_args(int argc, char **argv, cli *c) {
         case OPT_LP: {
             char *end;
             c->length_penalty = strtof(optarg, &end);
-            if (end == optarg || *end || !(c->length_penalty >= -100 && c->length_penalty <= 100))
-                die_usage("--length-penalty takes a number", optarg);
+            if (end == optarg || *end || !(c->length_penalty >= 0 && c->length_penalty <= 100))
+                die_usage("--length-penalty takes a number from 0 to 100 (0: no length normalisation)",
+                          optarg);
             c->have_lp = 1;
             break;
         }
         case OPT_MAXLEN:
             if (!parse_max_length(optarg, &c->factor, &c->extra))
                 die_usage("--max-length takes FACTOR or FACTOR+CONSTANT, e.g. 2+10", optarg);
+            if (c->factor == 0 && c->extra == 0)
+                die_usage("--max-length 0+0 allows no output token; the least is 0+1", optarg);
             break;
         case OPT_MAXIN: if (!parse_int(optarg, 2, 1 << 20, &c->max_input)) die_usage("--max-input takes an integer >= 2", optarg); break;
         case OPT_MAXBYTES:
@@ -189,8 +203,8 @@ static void parse_args(int argc, char **argv, cli *c) {
             if ((c->dtype = at_dtype_parse(optarg)) < 0) die_usage("--dtype takes f32, f16 or int8", optarg);
             break;
         case OPT_UNBUF: c->unbuffered = 1; break;
-        case OPT_PROG: c->progress = 1; break;
-        case OPT_NOPROG: c->progress = 0; break;
+        case OPT_PROG: c->progress = c->progress_explicit = 1; break;
+        case OPT_NOPROG: c->progress = c->progress_explicit = 0; break;
         case OPT_SPLIT: c->split = 1; break;
         case OPT_NOSPLIT: c->split = 0; break;
         case OPT_BATCH: if (!parse_int(optarg, 1, 1024, &c->batch_size)) die_usage("--batch-size takes 1..1024", optarg); break;
@@ -211,7 +225,8 @@ static void parse_args(int argc, char **argv, cli *c) {
             break;
         case OPT_ADIR: c->attn_dir = optarg; break;
         case OPT_ALIGN: c->align = 1; break;
-        case 'q': c->quiet = 1; c->progress = 0; break;
+        case 'q': c->quiet = 1; c->progress = c->progress_explicit = 0; break;
+        case OPT_VERBOSE: c->verbose = 1; break;
         case 'h': fputs(usage_text, stdout); exit(0);
         case 'V': printf("attn-translate %s\n", AT_VERSION_STRING); exit(0);
         case ':': die_usage("option needs a value", argv[optind - 1]); break;
@@ -220,36 +235,82 @@ static void parse_args(int argc, char **argv, cli *c) {
     }
     while (optind < argc) c->inputs[c->n_inputs++] = argv[optind++];
     if (show) c->attn = fmt != ATTN_NONE ? (enum attn_format)fmt : isatty(STDOUT_FILENO) ? ATTN_TEXT : ATTN_JSON;
-    if (c->n_inputs > 1 && c->output) {
-        struct stat st;
-        size_t n = strlen(c->output);
-        if (!(n && c->output[n - 1] == '/') && !(stat(c->output, &st) == 0 && S_ISDIR(st.st_mode)))
-            die_usage("several inputs need -o DIR/ (a directory)", c->output);
-    }
+    if (c->align && c->n_best > 1)
+        die_usage("--align and --n-best cannot be combined (n-best records carry no alignment)", NULL);
+    if (c->n_inputs == 0 && c->output && !strcmp(c->output, ""))
+        die_usage("-o needs a path", NULL);
 }
 
-/* Finds the default model: $ATTN_TRANSLATE_MODEL, then models/en-fr next to the
- * binary (build tree), then the installed data directory. */
-static const char *default_model(char *buf, size_t cap) {
-    const char *env = getenv("ATTN_TRANSLATE_MODEL");
-    if (env && *env) return env;
+/* The places the default model is looked for when neither -m nor $ATTN_TRANSLATE_MODEL
+ * is given, as absolute paths: models/en-fr beside the binary (a build tree),
+ * ../share/attn-translate/en-fr relative to the binary (an installed tree), and the
+ * data directory of the build's PREFIX. Returns how many it filled. */
+#define PLACE_MAX (PATH_MAX + 64)
+static int model_places(char places[3][PLACE_MAX], const char *what[3]) {
+    int n = 0;
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) *slash = '\0';
-        const char *rel[] = {"models/" DEFAULT_MODEL, "../share/attn-translate/" DEFAULT_MODEL};
-        for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
-            snprintf(buf, cap, "%s/%s/model.json", exe, rel[i]);
-            if (access(buf, R_OK) == 0) {
-                snprintf(buf, cap, "%s/%s", exe, rel[i]);
-                return buf;
-            }
-        }
+        snprintf(places[n], PLACE_MAX, "%s/models/%s", exe, DEFAULT_MODEL);
+        what[n++] = "beside the binary";
+        slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(places[n], PLACE_MAX, "%s/share/attn-translate/%s", slash == exe ? "" : exe, DEFAULT_MODEL);
+        what[n++] = "../share/attn-translate relative to the binary";
     }
-    snprintf(buf, cap, "%s/%s", AT_DATADIR, DEFAULT_MODEL);
+    snprintf(places[n], PLACE_MAX, "%s/%s", AT_DATADIR, DEFAULT_MODEL);
+    what[n++] = "PREFIX/share/attn-translate";
+    return n;
+}
+
+/* path as an absolute path (for messages), into buf. */
+static const char *absolute(const char *path, char *buf, size_t cap) {
+    char cwd[PATH_MAX];
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd)) return path;
+    snprintf(buf, cap, "%s/%s", cwd, path);
     return buf;
+}
+
+/* Loads -m DIR, else $ATTN_TRANSLATE_MODEL, else the first of model_places that has a
+ * model.json. On failure prints one message that names every place it looked. */
+static at_status load_model(const cli *c, at_model **model) {
+    at_error err = {0};
+    char abs[PATH_MAX + 64];
+    if (c->model_dir) {
+        at_status st = at_model_load_dtype(c->model_dir, (at_dtype)c->dtype, model, &err);
+        if (st)
+            fprintf(stderr, "attn-translate: cannot load the model given with -m, %s: %s\n",
+                    absolute(c->model_dir, abs, sizeof abs), err.message);
+        return st;
+    }
+    const char *env = getenv("ATTN_TRANSLATE_MODEL");
+    if (env && *env) {
+        at_status st = at_model_load_dtype(env, (at_dtype)c->dtype, model, &err);
+        if (st)
+            fprintf(stderr, "attn-translate: $ATTN_TRANSLATE_MODEL is set to %s, which cannot be "
+                            "loaded: %s\n", absolute(env, abs, sizeof abs), err.message);
+        return st;
+    }
+    char places[3][PLACE_MAX], probe[PLACE_MAX + 16];
+    const char *what[3];
+    int n = model_places(places, what);
+    for (int i = 0; i < n; i++) {
+        if (snprintf(probe, sizeof probe, "%.*s/model.json", PATH_MAX, places[i]) >= (int)sizeof probe ||
+            access(probe, F_OK) != 0)
+            continue;
+        at_status st = at_model_load_dtype(places[i], (at_dtype)c->dtype, model, &err);
+        if (st) fprintf(stderr, "attn-translate: cannot load the default model %s: %s\n", places[i], err.message);
+        return st;
+    }
+    fprintf(stderr, "attn-translate: no model: -m was not given, $ATTN_TRANSLATE_MODEL is not set, "
+                    "and there is no model.json in");
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "%s %s (%s)", i == 0 ? "" : i == n - 1 ? ", nor in" : ",", places[i], what[i]);
+    fputs("; give a model with -m DIR (try -m tests/fixtures/tiny/A in the source tree)\n", stderr);
+    return AT_ERR_IO;
 }
 
 /* ---- signals --------------------------------------------------------------------- */
@@ -270,6 +331,20 @@ typedef struct unit {
     int ntok;   /* source tokens (estimate for ordering and batch limits) */
 } unit;
 
+/* One hypothesis of a unit, copied out of the session. */
+typedef struct hyp_out {
+    char *text;
+    float score, logprob;
+    int length; /* tokens the score is normalised by */
+} hyp_out;
+
+/* What a unit's translation left for the writer (owned). */
+typedef struct unit_out {
+    hyp_out *hyps;
+    int n_hyps;
+    attn_view view; /* the best hypothesis' attention, when it is shown or aligned */
+} unit_out;
+
 typedef struct chunk {
     char **lines;        /* owned, NUL-terminated, newline stripped */
     size_t *lens;
@@ -278,7 +353,7 @@ typedef struct chunk {
     unit *units;
     int n_units, cap_units;
     int *order;          /* units sorted by length */
-    char **out;          /* per unit: the output block (owned) */
+    unit_out *res;       /* per unit: its hypotheses and attention */
     at_status *status;   /* per unit */
     char **errmsg;       /* per unit, when failed */
     /* batches: ranges of `order` */
@@ -294,6 +369,7 @@ typedef struct ctx {
     at_session **sessions;
     chunk *ck;
     atomic_long tokens_out;
+    int text_width, text_blocks; /* --attn-format text: columns, shaded blocks */
 } ctx;
 
 static int is_blank(const char *s, size_t n) {
@@ -392,13 +468,13 @@ static int plan_chunk(ctx *x, chunk *ck) {
         }
     }
     int nu = ck->n_units;
-    free(ck->order), free(ck->out), free(ck->status), free(ck->errmsg), free(ck->batch_start);
+    free(ck->order), free(ck->res), free(ck->status), free(ck->errmsg), free(ck->batch_start);
     ck->order = malloc((size_t)nu * sizeof *ck->order + 1);
-    ck->out = calloc((size_t)nu + 1, sizeof *ck->out);
+    ck->res = calloc((size_t)nu + 1, sizeof *ck->res);
     ck->status = calloc((size_t)nu + 1, sizeof *ck->status);
     ck->errmsg = calloc((size_t)nu + 1, sizeof *ck->errmsg);
     ck->batch_start = malloc(((size_t)nu + 1) * sizeof *ck->batch_start);
-    if (!ck->order || !ck->out || !ck->status || !ck->errmsg || !ck->batch_start) return -1;
+    if (!ck->order || !ck->res || !ck->status || !ck->errmsg || !ck->batch_start) return -1;
     for (int i = 0; i < nu; i++) ck->order[i] = i;
     sort_units = ck->units;
     qsort(ck->order, (size_t)nu, sizeof *ck->order, cmp_order);
@@ -417,51 +493,32 @@ static int plan_chunk(ctx *x, chunk *ck) {
     return 0;
 }
 
-/* ---- formatting one unit's output --------------------------------------------------- */
+/* ---- a unit's result, kept for the writer ----------------------------------------------- */
 
-static char *format_unit(ctx *x, const unit *u, long lineno, const at_result *r) {
+static void unit_out_free(unit_out *o) {
+    for (int k = 0; k < o->n_hyps; k++) free(o->hyps[k].text);
+    free(o->hyps);
+    attn_view_release(&o->view);
+    memset(o, 0, sizeof *o);
+}
+
+/* Copies what the writer needs out of the session (its memory is reused by the next
+ * batch). Returns 0, or -1 when out of memory. */
+static int save_unit(ctx *x, const at_result *r, unit_out *o) {
     const cli *c = x->c;
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) return NULL;
-    attn_view v = {0};
-    int want_view = c->attn != ATTN_NONE || c->align;
-    if (want_view && r->n_hyps > 0 &&
-        attn_view_init(&v, x->model, r, 0, x->opts.attention_layer, c->attn_head, lineno, u->text) != 0)
-        memset(&v, 0, sizeof v);
-    if (c->attn == ATTN_JSON) {
-        attn_write_json(f, &v);
-    } else if (c->n_best > 1) {
-        for (int i = 0; i < r->n_hyps; i++)
-            fprintf(f, "%ld ||| %s ||| %.6f\n", lineno - 1, r->hyps[i].text, r->hyps[i].score);
-    } else {
-        fputs(r->hyps[0].text, f);
-        if (c->align) {
-            int n = attn_alignment(&v, NULL, 0);
-            char *al = n >= 0 ? malloc((size_t)n + 1) : NULL;
-            if (al) attn_alignment(&v, al, (size_t)n + 1);
-            fprintf(f, " ||| %s", al ? al : "");
-            free(al);
-        }
-        fputc('\n', f);
+    memset(o, 0, sizeof *o);
+    o->hyps = calloc((size_t)(r->n_hyps > 0 ? r->n_hyps : 1), sizeof *o->hyps);
+    if (!o->hyps) return -1;
+    for (int k = 0; k < r->n_hyps; k++) {
+        const at_hypothesis *h = &r->hyps[k];
+        o->hyps[k] = (hyp_out){strdup(h->text), h->score, h->logprob, h->length};
+        if (!o->hyps[k].text) return -1;
+        o->n_hyps++;
     }
-    if (c->attn == ATTN_TEXT) {
-        struct winsize ws;
-        const char *cols = getenv("COLUMNS");
-        int width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col
-                    : cols && atoi(cols) > 0                                 ? atoi(cols)
-                                                                             : 100;
-        attn_write_text(f, &v, width, isatty(STDOUT_FILENO));
-    } else if (c->attn == ATTN_SVG && v.n_tgt > 0) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/line-%06ld.svg", c->attn_dir ? c->attn_dir : ".", lineno);
-        if (attn_write_svg(path, &v) != 0 && !c->quiet)
-            fprintf(stderr, "attn-translate: %s: %s\n", path, strerror(errno));
-    }
-    attn_view_release(&v);
-    fclose(f);
-    return buf;
+    if ((c->attn != ATTN_NONE || c->align) && r->n_hyps > 0 &&
+        attn_view_init(&o->view, x->model, r, 0, x->opts.attention_layer, c->attn_head, 0, NULL) != 0)
+        memset(&o->view, 0, sizeof o->view);
+    return 0;
 }
 
 /* ---- workers ------------------------------------------------------------------------ */
@@ -507,8 +564,12 @@ static void run_batches(ctx *x, int id) {
                 ck->errmsg[ui] = strdup(errs[i].message);
                 continue;
             }
-            const unit *u = &ck->units[ui];
-            ck->out[ui] = format_unit(x, u, ck->first_lineno + u->line, &res[i]);
+            if (save_unit(x, &res[i], &ck->res[ui]) != 0) {
+                unit_out_free(&ck->res[ui]);
+                ck->status[ui] = AT_ERR_NOMEM;
+                ck->errmsg[ui] = strdup("out of memory");
+                continue;
+            }
             atomic_fetch_add(&x->tokens_out, res[i].hyps[0].n_ids);
         }
     }
@@ -545,7 +606,95 @@ typedef struct stats {
     long lines, failed;
     const at_model *model;
     struct timespec start;
+    int shown; /* a progress line is on the terminal */
 } stats;
+
+/* Writes one translated line in the output format: the translation (with its alignment),
+ * its n-best records, or its JSON record; then its text grid or SVG picture. `v` holds
+ * the line's attention (zeroed when there is none). */
+static void emit_line(ctx *x, FILE *out, long lineno, const char *text, float score,
+                      const hyp_out *hyps, int n_hyps, attn_view *v, const attn_extra *extra) {
+    const cli *c = x->c;
+    v->line = lineno;
+    v->translation = text;
+    v->score = score;
+    v->layer = x->opts.attention_layer;
+    v->head = c->attn_head;
+    if (c->attn == ATTN_JSON) {
+        attn_write_json_extra(out, v, extra);
+    } else if (c->n_best > 1) { /* Marian: the line number counts from 0 */
+        for (int k = 0; k < n_hyps; k++)
+            fprintf(out, "%ld ||| %s ||| %.6f\n", lineno - 1, hyps[k].text, hyps[k].score);
+    } else {
+        fputs(text, out);
+        if (c->align) {
+            int n = attn_alignment(v, NULL, 0);
+            char *al = n >= 0 ? malloc((size_t)n + 1) : NULL;
+            if (al) attn_alignment(v, al, (size_t)n + 1);
+            fprintf(out, " ||| %s", al ? al : "");
+            free(al);
+        }
+        fputc('\n', out);
+    }
+    if (c->attn == ATTN_TEXT) {
+        attn_write_text(out, v, x->text_width, x->text_blocks);
+    } else if (c->attn == ATTN_SVG && v->n_tgt > 0) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/line-%06ld.svg", c->attn_dir ? c->attn_dir : ".", lineno);
+        if (attn_write_svg(path, v) != 0 && !c->quiet)
+            fprintf(stderr, "attn-translate: %s: %s\n", path, strerror(errno));
+    }
+}
+
+/* Writes a line that was split into the units first..last-1 as one line: the pieces'
+ * best translations joined with spaces, one n-best record (the join, scored as a
+ * whole: the summed log-probabilities over the summed lengths^A), and one attention
+ * view over the whole line (block-diagonal). */
+static void emit_split_line(ctx *x, chunk *ck, int li, int first, int last, FILE *out, long lineno) {
+    int np = last - first;
+    size_t len = 0;
+    double logprob = 0, length = 0;
+    for (int k = first; k < last; k++) {
+        const hyp_out *h = &ck->res[k].hyps[0];
+        len += strlen(h->text) + 1;
+        logprob += h->logprob, length += h->length;
+    }
+    float score = length > 0 ? (float)(logprob / pow(length, x->opts.length_penalty)) : 0.0f;
+    char *text = malloc(len + 1);
+    attn_view *views = malloc((size_t)np * sizeof *views);
+    attn_piece *pieces = malloc((size_t)np * sizeof *pieces);
+    char **sources = calloc((size_t)np, sizeof *sources);
+    attn_view v = {0};
+    if (!text || !views || !pieces || !sources) {
+        fprintf(stderr, "attn-translate: out of memory\n");
+        goto done;
+    }
+    size_t used = 0;
+    int have_views = 1, s0 = 0, t0 = 0;
+    for (int k = first; k < last; k++) {
+        const unit_out *o = &ck->res[k];
+        const unit *u = &ck->units[k];
+        if (*o->hyps[0].text) /* an empty piece adds no space */
+            used += (size_t)sprintf(text + used, "%s%s", used ? " " : "", o->hyps[0].text);
+        views[k - first] = o->view;
+        if (!o->view.src_tokens) have_views = 0;
+        sources[k - first] = strndup(u->text, u->len);
+        pieces[k - first] = (attn_piece){sources[k - first] ? sources[k - first] : "", o->hyps[0].text,
+                                         o->hyps[0].score, s0, s0 + o->view.n_src, t0,
+                                         t0 + o->view.n_tgt};
+        s0 += o->view.n_src, t0 += o->view.n_tgt;
+    }
+    hyp_out joined = {text, score, (float)logprob, (int)length};
+    if (have_views && (x->c->attn != ATTN_NONE || x->c->align) && attn_view_concat(&v, views, np) != 0)
+        memset(&v, 0, sizeof v);
+    v.source = ck->lines[li];
+    attn_extra extra = {.pieces = have_views ? pieces : NULL, .n_pieces = np};
+    emit_line(x, out, lineno, text, score, &joined, 1, &v, &extra);
+done:
+    attn_view_release(&v);
+    for (int k = 0; sources && k < np; k++) free(sources[k]);
+    free(text), free(views), free(pieces), free(sources);
+}
 
 /* Writes the chunk's lines in order. Returns 0, or -1 to stop (--on-error fail). */
 static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st) {
@@ -572,19 +721,20 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
             if (ck->status[u] && bad < 0) bad = u;
             u++;
         }
-        if (bad >= 0) {
+        if (bad >= 0) { /* not translated: marked as such in every format */
+            const char *why = ck->errmsg[bad] ? ck->errmsg[bad] : at_status_str(ck->status[bad]);
             st->failed++;
             if (!c->quiet || c->on_error == ON_ERROR_FAIL)
-                fprintf(stderr, "attn-translate: %s:%ld: %s\n", name, lineno,
-                        ck->errmsg[bad] ? ck->errmsg[bad] : at_status_str(ck->status[bad]));
+                fprintf(stderr, "attn-translate: %s:%ld: %s\n", name, lineno, why);
             if (c->on_error == ON_ERROR_FAIL) return -1;
             const char *text = c->on_error == ON_ERROR_COPY ? ck->lines[i] : "";
             if (c->attn == ATTN_JSON) {
                 attn_view v = {.line = lineno, .source = ck->lines[i], .translation = text,
                                .layer = x->opts.attention_layer, .head = c->attn_head};
-                attn_write_json(out, &v);
-            } else if (c->n_best > 1) {
-                fprintf(out, "%ld ||| %s ||| 0\n", lineno - 1, text);
+                attn_extra extra = {.error = why};
+                attn_write_json_extra(out, &v, &extra);
+            } else if (c->n_best > 1) { /* no probability: -inf, never a score that looks real */
+                fprintf(out, "%ld ||| %s ||| -inf\n", lineno - 1, text);
             } else { /* copy: the line's own bytes, NULs included */
                 if (c->on_error == ON_ERROR_COPY) fwrite(ck->lines[i], 1, ck->lens[i], out);
                 fprintf(out, "%s\n", c->align ? " ||| " : "");
@@ -592,14 +742,12 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
             continue;
         }
         if (u - first == 1) {
-            fputs(ck->out[first] ? ck->out[first] : "\n", out);
-        } else { /* a split line: join the sentences' translations with spaces */
-            for (int k = first; k < u; k++) {
-                const char *o = ck->out[k] ? ck->out[k] : "";
-                size_t n = strcspn(o, "\n");
-                fprintf(out, "%s%.*s", k > first ? " " : "", (int)n, o);
-            }
-            fputc('\n', out);
+            unit_out *o = &ck->res[first];
+            attn_view v = o->view; /* borrowed: released with the unit */
+            v.source = ck->lines[i];
+            emit_line(x, out, lineno, o->hyps[0].text, o->hyps[0].score, o->hyps, o->n_hyps, &v, NULL);
+        } else {
+            emit_split_line(x, ck, i, first, u, out, lineno);
         }
     }
     return 0;
@@ -607,15 +755,25 @@ static int write_chunk(ctx *x, chunk *ck, FILE *out, const char *name, stats *st
 
 static void free_chunk_lines(chunk *ck) {
     for (int i = 0; i < ck->n; i++) free(ck->lines[i]);
-    for (int i = 0; i < ck->n_units; i++) free(ck->out[i]), free(ck->errmsg[i]);
+    for (int i = 0; i < ck->n_units; i++) {
+        unit_out_free(&ck->res[i]);
+        free(ck->errmsg[i]);
+        ck->errmsg[i] = NULL;
+    }
     ck->n = 0;
     ck->n_units = 0;
 }
 
-static void show_progress(const stats *st, long tokens, off_t done, off_t total, int final) {
+static double elapsed(const stats *st) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs = (double)(now.tv_sec - st->start.tv_sec) + (now.tv_nsec - st->start.tv_nsec) / 1e9;
+    return (double)(now.tv_sec - st->start.tv_sec) + (now.tv_nsec - st->start.tv_nsec) / 1e9;
+}
+
+/* The progress line (final: the closing statistics, with a newline). */
+static void show_progress(stats *st, long tokens, off_t done, off_t total, int final) {
+    double secs = elapsed(st);
+    st->shown = !final;
     fprintf(stderr, "\r%ld lines, %.0f tokens/s", st->lines, secs > 0 ? (double)tokens / secs : 0.0);
     if (final) fprintf(stderr, " (%s)", at_model_compute(st->model));
     if (total > 0 && done > 0) {
@@ -674,7 +832,9 @@ static int translate_stream(ctx *x, FILE *in, const char *name, FILE *out, stats
         if (interrupted) break;
         if (write_chunk(x, &ck, out, name, st) != 0) rc = -1;
         if (interactive) fflush(out);
-        if (c->progress) show_progress(st, atomic_load(&x->tokens_out), total ? ftello(in) : 0, total, 0);
+        /* by default only once the run has lasted a second: a quick run prints nothing */
+        if (c->progress && (c->progress_explicit || elapsed(st) >= 1.0))
+            show_progress(st, atomic_load(&x->tokens_out), total ? ftello(in) : 0, total, 0);
         free_chunk_lines(&ck);
         if (rc) break;
     }
@@ -684,42 +844,238 @@ static int translate_stream(ctx *x, FILE *in, const char *name, FILE *out, stats
         rc = -1;
     }
     free(line);
-    free(ck.lines), free(ck.lens), free(ck.units), free(ck.order), free(ck.out), free(ck.status);
+    free(ck.lines), free(ck.lens), free(ck.units), free(ck.order), free(ck.res), free(ck.status);
     free(ck.errmsg), free(ck.batch_start);
     return rc;
 }
 
-/* ---- outputs: temporary file, renamed when complete ------------------------------------------ */
+/* ---- outputs ------------------------------------------------------------------------------
+ * -o writes to the path, never replaces it with something else:
+ *   - "-" is standard output;
+ *   - a symlink is followed (dangling ones too): the bytes go to its target;
+ *   - a regular file (or a new one) is written under a temporary name beside the target
+ *     and renamed onto it when complete; an existing file keeps its mode and, where
+ *     allowed, its owner; a new one gets 0666 minus the umask;
+ *   - anything else (a device, a FIFO, a socket) is opened and written in place. */
+
+typedef struct output {
+    const char *name;       /* as given, or DIR/BASENAME; for messages */
+    const char *input;      /* the input it answers (NULL: standard input) */
+    int to_stdout;          /* no -o, or -o - */
+    char target[PATH_MAX];  /* name with symlinks followed */
+    int exists, direct;     /* direct: not a regular file, written in place */
+    struct stat st;         /* the target's, when it exists */
+    int parent_ok;          /* the target's directory exists: pst is valid */
+    struct stat pst;
+} output;
 
 static char tmp_path[PATH_MAX + 32];
+static mode_t new_file_mode = 0644;
 
 static void remove_tmp(void) {
     if (tmp_path[0]) unlink(tmp_path);
 }
 
-static FILE *open_output(const char *path) {
-    snprintf(tmp_path, sizeof tmp_path, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp_path);
-    if (fd < 0) {
-        fprintf(stderr, "attn-translate: %s: %s\n", path, strerror(errno));
+/* The directory part of path ("." when there is none) into buf. */
+static void dir_of(const char *path, char *buf, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else if (slash == path) snprintf(buf, cap, "/");
+    else snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* Follows symlinks at the end of path, dangling ones too, into out. Returns 0, or -1
+ * with errno (ELOOP, ENAMETOOLONG...). */
+static int follow_links(const char *path, char *out, size_t cap) {
+    char cur[PATH_MAX], link[PATH_MAX], dir[PATH_MAX];
+    if (snprintf(cur, sizeof cur, "%s", path) >= (int)sizeof cur) return errno = ENAMETOOLONG, -1;
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat ls;
+        if (lstat(cur, &ls) != 0 || !S_ISLNK(ls.st_mode)) {
+            if (snprintf(out, cap, "%s", cur) >= (int)cap) return errno = ENAMETOOLONG, -1;
+            return 0;
+        }
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0) return -1;
+        link[n] = '\0';
+        dir_of(cur, dir, sizeof dir);
+        int w = link[0] == '/' ? snprintf(cur, sizeof cur, "%s", link)
+                               : snprintf(cur, sizeof cur, "%s/%s", dir, link);
+        if (w >= (int)sizeof cur) return errno = ENAMETOOLONG, -1;
+    }
+    errno = ELOOP;
+    return -1;
+}
+
+static void resolve_output(output *o) {
+    if (o->to_stdout) return;
+    if (follow_links(o->name, o->target, sizeof o->target) != 0)
+        snprintf(o->target, sizeof o->target, "%s", o->name); /* open_output reports it */
+    o->exists = stat(o->target, &o->st) == 0;
+    o->direct = o->exists && !S_ISREG(o->st.st_mode);
+    char dir[PATH_MAX];
+    dir_of(o->target, dir, sizeof dir);
+    o->parent_ok = stat(dir, &o->pst) == 0;
+}
+
+static const char *base_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* Whether outputs a and b name the same file: the same device and inode when they
+ * exist, else the same directory (device and inode) and the same name in it. */
+static int same_output(const output *a, const output *b) {
+    if (a->to_stdout || b->to_stdout || a->direct || b->direct) return 0;
+    if (a->exists || b->exists)
+        return a->exists && b->exists && a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
+    if (a->parent_ok != b->parent_ok) return 0;
+    if (a->parent_ok && (a->pst.st_dev != b->pst.st_dev || a->pst.st_ino != b->pst.st_ino)) return 0;
+    if (!a->parent_ok && strcmp(a->target, b->target)) return 0;
+    return !strcmp(base_of(a->target), base_of(b->target));
+}
+
+/* Refuses (exit 2, before anything is written) an output that is one of the inputs,
+ * or two inputs that would be written to the same file. */
+static void check_outputs(const output *outs, int n, const cli *c) {
+    for (int j = 0; j < n; j++) {
+        const output *o = &outs[j];
+        if (o->to_stdout || o->direct || !o->exists) continue;
+        for (int i = 0; i < (c->n_inputs ? c->n_inputs : 1); i++) {
+            const char *in = c->n_inputs ? c->inputs[i] : "-";
+            struct stat st;
+            int ok = strcmp(in, "-") ? stat(in, &st) == 0 : fstat(STDIN_FILENO, &st) == 0;
+            if (ok && S_ISREG(st.st_mode) && st.st_dev == o->st.st_dev && st.st_ino == o->st.st_ino) {
+                fprintf(stderr, "attn-translate: the output %s is the input %s (the same file); "
+                                "refusing to overwrite an input, nothing was written\n",
+                        o->name, strcmp(in, "-") ? in : "<stdin>");
+                exit(EXIT_USAGE);
+            }
+        }
+    }
+    for (int j = 0; j < n; j++)
+        for (int k = 0; k < j; k++)
+            if (same_output(&outs[k], &outs[j])) {
+                fprintf(stderr, "attn-translate: the inputs %s and %s would both be written to %s; "
+                                "refusing, nothing was written\n",
+                        outs[k].input, outs[j].input, outs[j].name);
+                exit(EXIT_USAGE);
+            }
+}
+
+/* Works out where each input's translation goes (see "outputs" above): -o DIR/ (a
+ * trailing slash, or an existing directory) writes DIR/BASENAME for any number of
+ * inputs; -o FILE takes one input; no -o, or -o -, is standard output. */
+static output *plan_outputs(const cli *c, int *n_out) {
+    int n = c->n_inputs ? c->n_inputs : 1;
+    output *outs = calloc((size_t)n, sizeof *outs);
+    if (!outs) exit(EXIT_FATAL);
+    const char *o = c->output;
+    int to_stdout = !o || !strcmp(o, "-");
+    struct stat st;
+    size_t len = o ? strlen(o) : 0;
+    int to_dir = !to_stdout && ((len && o[len - 1] == '/') || (stat(o, &st) == 0 && S_ISDIR(st.st_mode)));
+    if (!to_stdout && !to_dir && c->n_inputs > 1) die_usage("several inputs need -o DIR/ (a directory)", o);
+    for (int i = 0; i < n; i++) {
+        output *p = &outs[i];
+        p->input = c->n_inputs && strcmp(c->inputs[i], "-") ? c->inputs[i] : "<stdin>";
+        p->to_stdout = to_stdout;
+        if (to_stdout) {
+            p->name = "<stdout>";
+        } else if (to_dir) {
+            if (!c->n_inputs || !strcmp(c->inputs[i], "-"))
+                die_usage("-o DIR/ names each output after its input; standard input has no name", o);
+            char *path = malloc(len + strlen(c->inputs[i]) + 2);
+            if (!path) exit(EXIT_FATAL);
+            sprintf(path, "%s%s%s", o, o[len - 1] == '/' ? "" : "/", base_of(c->inputs[i]));
+            p->name = path;
+        } else {
+            p->name = o;
+        }
+        resolve_output(p);
+    }
+    check_outputs(outs, n, c);
+    *n_out = n;
+    return outs;
+}
+
+/* Creates the -o DIR/ directory when it does not exist yet (after the checks and the
+ * model load, so a refused run creates nothing). Returns 0, or -1 after a message. */
+static int prepare_output_dir(const cli *c, output *outs, int n) {
+    if (!c->output || !n || outs[0].to_stdout || outs[0].name == c->output) return 0;
+    if (mkdir(c->output, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "attn-translate: %s: %s\n", c->output, strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) resolve_output(&outs[i]);
+    return 0;
+}
+
+static void free_outputs(output *outs, int n, const cli *c) {
+    for (int i = 0; outs && i < n; i++)
+        if (outs[i].name != c->output && !outs[i].to_stdout) free((void *)outs[i].name);
+    free(outs);
+}
+
+static FILE *open_output(output *o) {
+    if (o->to_stdout) return stdout;
+    if (o->direct) { /* a device, FIFO or socket: written in place */
+        int fd = open(o->target, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f) {
+            fprintf(stderr, "attn-translate: %s: %s\n", o->name, strerror(errno));
+            if (fd >= 0) close(fd);
+        }
+        return f;
+    }
+    if (snprintf(tmp_path, sizeof tmp_path, "%s.tmp.XXXXXX", o->target) >= (int)sizeof tmp_path) {
+        fprintf(stderr, "attn-translate: %s: %s\n", o->name, strerror(ENAMETOOLONG));
         tmp_path[0] = '\0';
         return NULL;
     }
-    fchmod(fd, 0644);
-    return fdopen(fd, "w");
+    int fd = mkstemp(tmp_path);
+    if (fd < 0) {
+        fprintf(stderr, "attn-translate: %s: %s\n", o->name, strerror(errno));
+        tmp_path[0] = '\0';
+        return NULL;
+    }
+    if (o->exists) { /* keep the file's mode, and its owner where allowed */
+        fchmod(fd, o->st.st_mode & 07777);
+        if (fchown(fd, o->st.st_uid, o->st.st_gid) != 0 && fchown(fd, (uid_t)-1, o->st.st_gid) != 0) {
+            /* not allowed: the file becomes ours, with its mode */
+        }
+        fchmod(fd, o->st.st_mode & 07777); /* chown may clear set-id bits */
+    } else {
+        fchmod(fd, new_file_mode);
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        fprintf(stderr, "attn-translate: %s: %s\n", o->name, strerror(errno));
+        close(fd);
+        remove_tmp();
+        tmp_path[0] = '\0';
+    }
+    return f;
 }
 
-static int close_output(FILE *f, const char *path, int keep) {
+/* Closes the output; a complete file is renamed onto its target, an incomplete one
+ * (keep = 0, or a write error) is removed. Returns 0, or -1 after a message. */
+static int close_output(FILE *f, const output *o, int keep) {
+    if (o->to_stdout) return 0; /* flushed and checked at the end */
     int bad = fflush(f) != 0 || ferror(f);
     bad |= fclose(f) != 0;
+    if (o->direct) {
+        if (bad) fprintf(stderr, "attn-translate: %s: write error\n", o->name);
+        return bad ? -1 : 0;
+    }
     if (bad || !keep) {
-        if (bad) fprintf(stderr, "attn-translate: %s: write error\n", path);
+        if (bad) fprintf(stderr, "attn-translate: %s: write error\n", o->name);
         remove_tmp();
         tmp_path[0] = '\0';
         return -1;
     }
-    if (rename(tmp_path, path) != 0) {
-        fprintf(stderr, "attn-translate: %s: %s\n", path, strerror(errno));
+    if (rename(tmp_path, o->target) != 0) {
+        fprintf(stderr, "attn-translate: %s: %s\n", o->name, strerror(errno));
         remove_tmp();
         tmp_path[0] = '\0';
         return -1;
@@ -744,18 +1100,16 @@ int main(int argc, char **argv) {
     }
     openblas_set_num_threads(1);
 
-    char buf[PATH_MAX + 64];
-    int searched = !c.model_dir;
-    if (!c.model_dir) c.model_dir = default_model(buf, sizeof buf);
+    mode_t mask = umask(0);
+    umask(mask);
+    new_file_mode = 0666 & ~mask;
+    int n_outs = 0;
+    output *outs = plan_outputs(&c, &n_outs); /* refuses clobbering an input: exit 2 */
+
     at_error err = {0};
     at_model *model = NULL;
-    at_status st = at_model_load_dtype(c.model_dir, (at_dtype)c.dtype, &model, &err);
-    if (st != AT_OK) {
-        fprintf(stderr, "attn-translate: cannot load model: %s\n", err.message);
-        if (searched && st == AT_ERR_IO)
-            fprintf(stderr, "attn-translate: no default model was found (looked for models/%s beside "
-                            "the binary, then %s/%s); give one with -m DIR or $ATTN_TRANSLATE_MODEL\n",
-                    DEFAULT_MODEL, AT_DATADIR, DEFAULT_MODEL);
+    if (load_model(&c, &model) != AT_OK) {
+        free_outputs(outs, n_outs, &c);
         free(c.inputs);
         return EXIT_FATAL;
     }
@@ -774,22 +1128,35 @@ int main(int argc, char **argv) {
     x.opts.max_length_factor = c.factor;
     x.opts.max_length_extra = c.extra;
     if (c.max_input > 0 && c.max_input < x.opts.max_input_tokens) x.opts.max_input_tokens = c.max_input;
+    /* checked whether or not attention is shown */
+    int layer = c.attn_layer >= 0 ? c.attn_layer : cfg->decoder_layers - 1;
+    if (layer >= cfg->decoder_layers) {
+        fprintf(stderr, "attn-translate: --attn-layer %d: the model has %d decoder layers (0-%d)\n",
+                c.attn_layer, cfg->decoder_layers, cfg->decoder_layers - 1);
+        status = EXIT_USAGE;
+        goto done;
+    }
+    if (c.attn_head >= cfg->decoder_heads) {
+        fprintf(stderr, "attn-translate: --attn-head %d: the model has %d heads (0-%d)\n", c.attn_head,
+                cfg->decoder_heads, cfg->decoder_heads - 1);
+        status = EXIT_USAGE;
+        goto done;
+    }
     if (c.attn != ATTN_NONE || c.align) {
-        int layer = c.attn_layer >= 0 ? c.attn_layer : cfg->decoder_layers - 1;
-        if (layer >= cfg->decoder_layers) {
-            fprintf(stderr, "attn-translate: --attn-layer %d: the model has %d decoder layers\n",
-                    c.attn_layer, cfg->decoder_layers);
-            status = EXIT_USAGE;
-            goto done;
-        }
-        if (c.attn_head >= cfg->decoder_heads) {
-            fprintf(stderr, "attn-translate: --attn-head %d: the model has %d heads\n", c.attn_head,
-                    cfg->decoder_heads);
-            status = EXIT_USAGE;
-            goto done;
-        }
         x.opts.attention_layer = layer;
         if (c.batch_size > 8) c.batch_size = 8; /* attention capture memory grows with the batch */
+    }
+    if (c.attn == ATTN_TEXT) {
+        struct winsize ws;
+        const char *cols = getenv("COLUMNS");
+        x.text_width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col
+                       : cols && atoi(cols) > 0                                 ? atoi(cols)
+                                                                                : 100;
+        x.text_blocks = isatty(STDOUT_FILENO);
+    }
+    if (prepare_output_dir(&c, outs, n_outs) != 0) {
+        status = EXIT_FATAL;
+        goto done;
     }
     if (c.attn == ATTN_SVG && c.attn_dir && mkdir(c.attn_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "attn-translate: %s: %s\n", c.attn_dir, strerror(errno));
@@ -811,46 +1178,27 @@ int main(int argc, char **argv) {
 
     stats stt = {.model = model};
     clock_gettime(CLOCK_MONOTONIC, &stt.start);
-    if (c.n_inputs == 0) {
-        FILE *out = stdout;
-        int rc = 0;
-        if (c.output && !(out = open_output(c.output))) {
-            status = EXIT_FATAL;
-            goto done;
-        }
-        rc = translate_stream(&x, stdin, "<stdin>", out, &stt, c.threads);
-        if (c.output) rc |= close_output(out, c.output, !rc && !interrupted);
-        if (rc) status = EXIT_FATAL;
-    }
-    for (int i = 0; i < c.n_inputs && !status && !interrupted; i++) {
-        FILE *in = strcmp(c.inputs[i], "-") ? fopen(c.inputs[i], "r") : stdin;
+    for (int i = 0; i < n_outs && !status && !interrupted; i++) {
+        const char *iname = c.n_inputs ? c.inputs[i] : "-";
+        FILE *in = strcmp(iname, "-") ? fopen(iname, "r") : stdin;
         if (!in) {
-            fprintf(stderr, "attn-translate: %s: %s\n", c.inputs[i], strerror(errno));
+            fprintf(stderr, "attn-translate: %s: %s\n", iname, strerror(errno));
             status = EXIT_FATAL;
             break;
         }
-        FILE *out = stdout;
-        char path[PATH_MAX];
-        if (c.output) {
-            if (c.n_inputs > 1) {
-                const char *base = strrchr(c.inputs[i], '/');
-                snprintf(path, sizeof path, "%s%s%s", c.output,
-                         c.output[strlen(c.output) - 1] == '/' ? "" : "/", base ? base + 1 : c.inputs[i]);
-                mkdir(c.output, 0755);
-            } else {
-                snprintf(path, sizeof path, "%s", c.output);
-            }
-            if (!(out = open_output(path))) {
-                status = EXIT_FATAL;
-                break;
-            }
+        FILE *out = open_output(&outs[i]);
+        if (!out) {
+            if (in != stdin) fclose(in);
+            status = EXIT_FATAL;
+            break;
         }
-        int rc = translate_stream(&x, in, c.inputs[i], out, &stt, c.threads);
+        int rc = translate_stream(&x, in, strcmp(iname, "-") ? iname : "<stdin>", out, &stt, c.threads);
         if (in != stdin) fclose(in);
-        if (c.output) rc |= close_output(out, path, !rc && !interrupted);
+        rc |= close_output(out, &outs[i], !rc && !interrupted);
         if (rc) status = EXIT_FATAL;
     }
-    if (c.progress) show_progress(&stt, atomic_load(&x.tokens_out), 0, 0, 1);
+    if (c.progress_explicit || c.verbose) show_progress(&stt, atomic_load(&x.tokens_out), 0, 0, 1);
+    else if (stt.shown) fputs("\r\033[K", stderr); /* the statistics only when asked for */
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "attn-translate: error writing standard output: %s\n", strerror(errno));
         status = EXIT_FATAL;
@@ -858,6 +1206,7 @@ int main(int argc, char **argv) {
 done:
     for (int i = 0; x.sessions && i < c.threads; i++) at_session_free(x.sessions[i]);
     free(x.sessions);
+    free_outputs(outs, n_outs, &c);
     free(c.inputs);
     at_model_free(model);
     if (interrupted) {
