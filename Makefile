@@ -23,8 +23,8 @@ BUILD   ?= build
 LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/gemm.c lib/transformer.c lib/translate.c
 LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
 FUZZ_TARGETS = tokenizer vocab header translate
-TESTS   = test_tokenizer test_model test_gemm test_forward test_attn
-TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/attn_svg_demo \
+TESTS   = test_tokenizer test_model test_gemm test_forward test_attn test_hf_marian
+TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/marian_dump $(BUILD)/tests/attn_svg_demo \
            $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
 # Debian packages (a no-op once installed): setup needs the build ones, test all of them

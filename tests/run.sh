@@ -57,6 +57,7 @@ fi
 if [ "$no_python" = 0 ]; then
     run test_reference "$PYTHON" tests/test_reference.py
     run test_convert "$PYTHON" tests/test_convert.py
+    PYTHON="$PYTHON" run test_hf_marian tests/test_hf_marian.sh "$BUILD"
     run test_eval "$PYTHON" tests/test_eval.py
     run test_train_smoke tests/test_train_smoke.sh
     run test_leaks tests/test_leaks.sh "$BUILD/attn-translate"
