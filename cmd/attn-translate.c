@@ -909,10 +909,16 @@ static int follow_links(const char *path, char *out, size_t cap) {
 
 static void resolve_output(output *o) {
     if (o->to_stdout) return;
-    if (follow_links(o->name, o->target, sizeof o->target) != 0)
-        snprintf(o->target, sizeof o->target, "%s", o->name); /* open_output reports it */
-    o->exists = stat(o->target, &o->st) == 0;
+    o->exists = stat(o->name, &o->st) == 0;
     o->direct = o->exists && !S_ISREG(o->st.st_mode);
+    char *real = o->exists && !o->direct ? realpath(o->name, NULL) : NULL;
+    if (o->direct) /* opened as named: /dev/stdout and /proc/self/fd/N included */
+        snprintf(o->target, sizeof o->target, "%s", o->name);
+    else if (real && strlen(real) < sizeof o->target) /* an existing file, through any links */
+        snprintf(o->target, sizeof o->target, "%s", real);
+    else if (follow_links(o->name, o->target, sizeof o->target) != 0) /* new, or a dangling link */
+        snprintf(o->target, sizeof o->target, "%s", o->name);           /* open_output reports it */
+    free(real);
     char dir[PATH_MAX];
     dir_of(o->target, dir, sizeof dir);
     o->parent_ok = stat(dir, &o->pst) == 0;

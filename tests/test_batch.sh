@@ -79,5 +79,65 @@ else
     check "GNU parallel installed" 'false'
 fi
 
-echo "test_batch: $pass passed, $fail failed"
+# -o writes to the path it is given, never replaces it with something else (issue 13)
+w=$tmp/o13; mkdir "$w"
+printf 'Hello.\nGood night.\n' > "$w/src.txt"
+tr_ -i "$w/src.txt" > "$w/want"
+skipped=0
+if mknod "$w/dev" c 1 3 2> /dev/null; then  # a private /dev/null
+    tr_ -i "$w/src.txt" -o "$w/dev"; rc=$?
+    check "-o DEVICE: written in place, still a character device" '[ $rc -eq 0 ] && [ -c "$w/dev" ]'
+else
+    skipped=$((skipped + 1)); echo "SKIP: -o DEVICE: mknod not permitted here" >&2
+fi
+tr_ -i "$w/src.txt" -o /proc/self/fd/1 | cat > "$w/o"
+check "-o /proc/self/fd/1 (a pipe): written to the pipe" 'cmp -s "$w/o" "$w/want"'
+echo old > "$w/target.txt"; ln -s target.txt "$w/link.txt"
+tr_ -i "$w/src.txt" -o "$w/link.txt"
+check "-o SYMLINK: the link stays, its target gets the output" '[ -L "$w/link.txt" ] && cmp -s "$w/target.txt" "$w/want"'
+ln -s new-target.txt "$w/dangling"
+tr_ -i "$w/src.txt" -o "$w/dangling"
+check "-o DANGLING-SYMLINK: creates the target" '[ -L "$w/dangling" ] && cmp -s "$w/new-target.txt" "$w/want"'
+mkfifo "$w/fifo"; timeout 20 cat "$w/fifo" > "$w/from_fifo" & reader=$!
+tr_ -i "$w/src.txt" -o "$w/fifo"; rc=$?; wait $reader
+check "-o FIFO: the reader gets the output, the FIFO stays" '[ $rc -eq 0 ] && [ -p "$w/fifo" ] && cmp -s "$w/from_fifo" "$w/want"'
+echo old > "$w/private.txt"; chmod 600 "$w/private.txt"
+tr_ -i "$w/src.txt" -o "$w/private.txt"
+check "-o FILE keeps an existing file's mode (600)" '[ "$(stat -c %a "$w/private.txt")" = 600 ] && cmp -s "$w/private.txt" "$w/want"'
+if [ "$(id -u)" = 0 ] && chown 65534:65534 "$w/private.txt" 2> /dev/null; then
+    tr_ -i "$w/src.txt" -o "$w/private.txt"
+    check "-o FILE keeps an existing file's owner (as root)" '[ "$(stat -c %u:%g "$w/private.txt")" = 65534:65534 ]'
+fi
+(cd "$w" && "$BIN" -m "$OLDPWD/$MODEL" -q -i src.txt -o - > stdout.txt)
+check "-o - is standard output, no file named -" '[ ! -e "$w/-" ] && cmp -s "$w/stdout.txt" "$w/want"'
+
+# never overwrite an input: compared by device and inode, refused before writing
+cp "$w/src.txt" "$w/f.txt"
+tr_ -i "$w/f.txt" -o "$w/f.txt" 2> "$w/e"; rc=$?
+check "-i f -o f: exit 2, f untouched, both named" '[ $rc -eq 2 ] && cmp -s "$w/f.txt" "$w/src.txt" && [ $(grep -o "f.txt" "$w/e" | wc -l) -ge 2 ]'
+tr_ -o "$w/f.txt" < "$w/f.txt" 2> /dev/null; rc=$?
+check "-o f < f: exit 2, f untouched" '[ $rc -eq 2 ] && cmp -s "$w/f.txt" "$w/src.txt"'
+ln "$w/f.txt" "$w/hard.txt"
+tr_ -i "$w/f.txt" -o "$w/hard.txt" 2> /dev/null; rc=$?
+check "-o a hard link of the input: exit 2" '[ $rc -eq 2 ] && cmp -s "$w/f.txt" "$w/src.txt"'
+mkdir "$w/d"; cp "$w/src.txt" "$w/d/a.txt"; cp "$w/src.txt" "$w/d/b.txt"
+(cd "$w/d" && "$BIN" -m "$OLDPWD/$MODEL" -q -o ./ a.txt b.txt 2> ../e); rc=$?
+check "cd dir && -o ./ a.txt b.txt: exit 2, inputs untouched" '[ $rc -eq 2 ] && cmp -s "$w/d/a.txt" "$w/src.txt" && cmp -s "$w/d/b.txt" "$w/src.txt" && grep -q "a.txt" "$w/e"'
+mkdir "$w/a" "$w/b"; cp "$w/src.txt" "$w/a/x.txt"; echo "Other." > "$w/b/x.txt"
+tr_ -o "$w/same/" "$w/a/x.txt" "$w/b/x.txt" 2> "$w/e"; rc=$?
+check "-o out/ a/x.txt b/x.txt: exit 2, names both, nothing written" '[ $rc -eq 2 ] && [ ! -e "$w/same" ] && grep -q "a/x.txt" "$w/e" && grep -q "b/x.txt" "$w/e"'
+
+# -o DIR/ (a trailing slash or an existing directory) with one input
+mkdir "$w/existing"
+tr_ -o "$w/existing/" "$w/src.txt"; rc=$?
+check "-o existing_dir/ ONE-INPUT: written into the directory" '[ $rc -eq 0 ] && cmp -s "$w/existing/src.txt" "$w/want"'
+mkdir "$w/existing2"
+tr_ -o "$w/existing2" "$w/src.txt"; rc=$?
+check "-o existing_dir ONE-INPUT (no slash): written into the directory" '[ $rc -eq 0 ] && cmp -s "$w/existing2/src.txt" "$w/want"'
+tr_ -o "$w/fresh/" "$w/src.txt"; rc=$?
+check "-o new_dir/ ONE-INPUT: the directory is created" '[ $rc -eq 0 ] && cmp -s "$w/fresh/src.txt" "$w/want"'
+tr_ -o "$w/fresh/" < "$w/src.txt" 2> /dev/null; rc=$?
+check "-o DIR/ with standard input: exit 2" '[ $rc -eq 2 ]'
+
+echo "test_batch: $pass passed, $fail failed, $skipped skipped"
 [ $fail -eq 0 ]
