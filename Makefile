@@ -112,23 +112,38 @@ bench: attn-translate
 
 MANDIR ?= $(PREFIX)/share/man
 
+# make install records, in $(DATADIR)/installed-dirs, the directories it had to create;
+# make uninstall removes the installed files, then those directories when they are empty
+# (never a directory that was there before, nor anything it did not install).
+INSTALL_DIRS = $(PREFIX)/bin $(PREFIX)/lib/pkgconfig $(PREFIX)/include $(MANDIR)/man1 $(DATADIR)/en-fr
+MODEL_FILES = model.json model.bin vocab.json
+
 install: attn-translate $(BUILD)/libattn-translate.a
+	@new=; for d in $(INSTALL_DIRS); do \
+	  while [ "$$d" != / ] && [ "$$d" != . ] && [ ! -d "$(DESTDIR)$$d" ]; do new="$$new $$d"; d=$$(dirname "$$d"); done; \
+	done; \
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(MANDIR)/man1
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR) && \
+	{ [ ! -f $(DESTDIR)$(DATADIR)/installed-dirs ] || cat $(DESTDIR)$(DATADIR)/installed-dirs; \
+	  for d in $$new; do echo "$$d"; done; } | sort -u > $(DESTDIR)$(DATADIR)/installed-dirs.new && \
+	mv $(DESTDIR)$(DATADIR)/installed-dirs.new $(DESTDIR)$(DATADIR)/installed-dirs
 	install -m 755 attn-translate $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/libattn-translate.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 lib/attn_translate.h $(DESTDIR)$(PREFIX)/include/
 	sed 's|@PREFIX@|$(PREFIX)|' attn-translate.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/attn-translate.pc
 	install -m 644 attn-translate.1 $(DESTDIR)$(MANDIR)/man1/
 	if [ -f models/en-fr/model.json ]; then install -d $(DESTDIR)$(DATADIR)/en-fr && \
-	  install -m 644 models/en-fr/model.json models/en-fr/model.bin models/en-fr/vocab.json \
-	    $(DESTDIR)$(DATADIR)/en-fr/; fi
+	  install -m 644 $(MODEL_FILES:%=models/en-fr/%) $(DESTDIR)$(DATADIR)/en-fr/; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/attn-translate $(DESTDIR)$(PREFIX)/lib/libattn-translate.a \
 	  $(DESTDIR)$(PREFIX)/include/attn_translate.h \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/attn-translate.pc $(DESTDIR)$(MANDIR)/man1/attn-translate.1
-	rm -rf $(DESTDIR)$(DATADIR)
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/attn-translate.pc $(DESTDIR)$(MANDIR)/man1/attn-translate.1 \
+	  $(MODEL_FILES:%=$(DESTDIR)$(DATADIR)/en-fr/%)
+	@dirs=$$(cat $(DESTDIR)$(DATADIR)/installed-dirs 2> /dev/null); rm -f $(DESTDIR)$(DATADIR)/installed-dirs; \
+	for d in $$(printf '%s\n' $$dirs $(DATADIR)/en-fr $(DATADIR) | sort -ru); do \
+	  [ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2> /dev/null || true; \
+	done
 
 clean:
 	rm -rf build attn-translate

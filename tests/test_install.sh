@@ -46,5 +46,20 @@ check "and translates" '"$tmp/prog" tests/fixtures/tiny/A > /dev/null'
 make -s uninstall PREFIX=$P DESTDIR="$D" > /dev/null 2>&1
 left=$(find "$D" -type f | wc -l)
 check "make uninstall removes every installed file" '[ "$left" -eq 0 ] || { find "$D" -type f >&2; false; }'
+check "make uninstall removes the directories it created (share/attn-translate...)" \
+    '[ -z "$(find "$D" -mindepth 1)" ] || { find "$D" -mindepth 1 >&2; false; }'
+D2="$tmp/root2"; mkdir -p "$D2$P/bin"; echo mine > "$D2$P/bin/other-tool"
+make -s install PREFIX=$P DESTDIR="$D2" > /dev/null 2>&1 && make -s uninstall PREFIX=$P DESTDIR="$D2" > /dev/null 2>&1
+check "make uninstall keeps directories that were there, and others' files" \
+    '[ -f "$D2$P/bin/other-tool" ] && [ -z "$(find "$D2" -mindepth 1 -not -path "$D2$P/bin*" -not -path "$D2/usr" -not -path "$D2$P")" ]'
+
+# make setup / make test: scripts/install-deps.sh says what it installs (stubs for apt)
+mkdir "$tmp/stub"
+printf '#!/bin/sh\nexit 1\n' > "$tmp/stub/dpkg-query"
+printf '#!/bin/sh\nexit 0\n' > "$tmp/stub/apt-get"; cp "$tmp/stub/apt-get" "$tmp/stub/sudo"
+chmod +x "$tmp/stub/"*
+PATH="$tmp/stub:$PATH" scripts/install-deps.sh --build-only > "$tmp/deps.out" 2>&1; rc=$?
+check "install-deps prints one line naming what it installs" \
+    '[ $rc -eq 0 ] && [ $(wc -l < "$tmp/deps.out") -eq 1 ] && grep -q "installing .*libopenblas-dev" "$tmp/deps.out"'
 echo "test_install: $pass passed, $fail failed"
 [ $fail -eq 0 ]
