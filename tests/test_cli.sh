@@ -141,5 +141,102 @@ fi
 check "--attn-format svg: translations on stdout, pictures in --attn-dir" 'cmp -s "$tmp/s" "$tmp/plain" && [ -f "$tmp/svg/line-000001.svg" ] && [ -f "$tmp/svg/line-000003.svg" ]'
 tr_ --show-attn --attn-layer 9 < /dev/null 2> /dev/null; check "--attn-layer out of range: exit 2" '[ $? -eq 2 ]'
 
+# a split line keeps one record per input line in every format (issue 13)
+L="The cat sleeps. The dog runs! Is it raining? Yes."
+printf '%s\nHello.\n' "$L" > "$tmp/split.in"
+tr_ --max-input 8 < "$tmp/split.in" > "$tmp/split.plain"
+tr_ --max-input 8 --attn-format json < "$tmp/split.in" > "$tmp/split.json"
+check "split line, json: one valid object per input line, block-diagonal, indices over the line" '"$PY" - "$tmp/split.json" "$tmp/split.plain" <<'"'"'PYEOF'"'"'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+plain = open(sys.argv[2], encoding="utf-8").read().split("\n")
+assert len(recs) == 2 and [r["line"] for r in recs] == [1, 2], recs
+r = recs[0]
+assert r["translation"] == plain[0]
+T, S = len(r["tgt_tokens"]), len(r["src_tokens"])
+assert len(r["attention"]) == T and all(len(row) == S for row in r["attention"])
+assert all(abs(sum(row) - 1) < 1e-4 for row in r["attention"])
+p = r["pieces"]
+assert len(p) > 1 and p[0]["src"][0] == 0 and p[-1]["src"][1] == S and p[-1]["tgt"][1] == T
+for a, b in zip(p, p[1:]):
+    assert a["src"][1] == b["src"][0] and a["tgt"][1] == b["tgt"][0]
+for q in p:  # zero outside the block of each piece
+    for t in range(*q["tgt"]):
+        assert all(r["attention"][t][s] == 0 for s in range(S) if not q["src"][0] <= s < q["src"][1])
+assert " ".join(x["translation"] for x in p if x["translation"]) == r["translation"]
+assert "pieces" not in recs[1]
+PYEOF'
+tr_ --max-input 8 -b 2 < "$tmp/split.in" > "$tmp/split.b2"
+tr_ --max-input 8 -b 2 -n 2 < "$tmp/split.in" > "$tmp/split.nbest"
+check "split line, n-best: one record (the joined best), each record on its own line" \
+    '[ $(grep -c "^0 |||" "$tmp/split.nbest") -eq 1 ] && [ $(grep -c "^1 |||" "$tmp/split.nbest") -eq 2 ] && [ "$(sed -n 1p "$tmp/split.nbest" | sed -E "s/^0 \|\|\| (.*) \|\|\| [-0-9.]+$/\1/")" = "$(sed -n 1p "$tmp/split.b2")" ]'
+tr_ --max-input 8 --align < "$tmp/split.in" > "$tmp/split.align"
+check "split line, --align: one alignment, target words counted over the whole line" '"$PY" - "$tmp/split.align" "$tmp/split.plain" <<'"'"'PYEOF'"'"'
+import sys
+rows = open(sys.argv[1], encoding="utf-8").read().split("\n")[:2]
+plain = open(sys.argv[2], encoding="utf-8").read().split("\n")
+text, al = rows[0].rsplit(" ||| ", 1)
+assert text == plain[0] and " ||| " not in text
+pairs = [tuple(map(int, x.split("-"))) for x in al.split()]
+assert [t for _, t in pairs] == list(range(len(pairs))) and len(pairs) > 5, pairs
+assert max(s for s, _ in pairs) > 3   # source words beyond the first piece
+PYEOF'
+
+# untranslated lines never look like translations
+printf 'Hello.\n\xff\xfe bad\n' | tr_ --attn-format json > "$tmp/o" 2> "$tmp/e"
+check "json: an untranslated line has \"error\" and score null" '"$PY" -c "
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if r[1][\"score\"] is None and r[1][\"error\"] and \"error\" not in r[0] and r[0][\"score\"] is not None else 1)" "$tmp/o"'
+printf 'Hello.\n\xff\xfe bad\n' | tr_ -b 2 -n 2 > "$tmp/o" 2> "$tmp/e"; rc=$?
+check "n-best: an untranslated line has score -inf, the error on stderr" '[ $rc -eq 3 ] && [ "$(grep -a "^1 |||" "$tmp/o")" = "$(printf "1 ||| \xff\xfe bad ||| -inf")" ] && grep -q "<stdin>:2:" "$tmp/e"'
+
+# options are checked the same way whatever else is given
+tr_ --attn-layer 5 < /dev/null 2> /dev/null; check "--attn-layer 5 without --show-attn: exit 2" '[ $? -eq 2 ]'
+tr_ --attn-head 9 < /dev/null 2> /dev/null; check "--attn-head 9 without --show-attn: exit 2" '[ $? -eq 2 ]'
+tr_ --attn-head 9 --show-attn < /dev/null 2> /dev/null; check "--attn-head 9 with --show-attn: exit 2" '[ $? -eq 2 ]'
+echo Hello. | tr_ --align -b 2 -n 2 > /dev/null 2> "$tmp/e"; check "--align with --n-best: refused, exit 2" '[ $? -eq 2 ] && grep -q "n-best" "$tmp/e"'
+echo Hello. | tr_ --length-penalty -1 > /dev/null 2> /dev/null; check "--length-penalty -1: exit 2" '[ $? -eq 2 ]'
+echo Hello. | tr_ --length-penalty 0 > /dev/null 2> /dev/null; check "--length-penalty 0: defined (raw log-prob), exit 0" '[ $? -eq 0 ]'
+echo Hello. | tr_ --max-length 0+0 > /dev/null 2> /dev/null; check "--max-length 0+0: exit 2" '[ $? -eq 2 ]'
+echo Hello. | tr_ --max-length 0+1 > "$tmp/o" 2> /dev/null; check "--max-length 0+1: exit 0, one line" '[ $? -eq 0 ] && [ $(lines "$tmp/o") -eq 1 ]'
+check "--help lists --split-sentences" 'grep -q -- "--split-sentences " "$tmp/help"'
+check "--help says n-best lines count from 0, JSON and SVG from 1" 'grep -q "counts from 0" "$tmp/help" && grep -q "JSON and SVG from 1" "$tmp/help"'
+
+# the missing-model message: one line naming every place searched, absolute paths
+mkdir -p "$tmp/inst/bin"; cp "$BIN" "$tmp/inst/bin/attn-translate"
+(cd / && env -u ATTN_TRANSLATE_MODEL "$tmp/inst/bin/attn-translate" < /dev/null 2> "$tmp/e"); rc=$?
+check "no model: exit 1, one line" '[ $rc -eq 1 ] && [ $(lines "$tmp/e") -eq 1 ]'
+check "no model: names -m, \$ATTN_TRANSLATE_MODEL, beside the binary, ../share and PREFIX" \
+    'grep -q -- "-m" "$tmp/e" && grep -q "ATTN_TRANSLATE_MODEL" "$tmp/e" && grep -q "$tmp/inst/bin/models/en-fr" "$tmp/e" && grep -q "$tmp/inst/share/attn-translate/en-fr" "$tmp/e" && grep -q "PREFIX" "$tmp/e"'
+(cd / && ATTN_TRANSLATE_MODEL=$tmp/wrong "$tmp/inst/bin/attn-translate" < /dev/null 2> "$tmp/e"); rc=$?
+check "\$ATTN_TRANSLATE_MODEL wrong: says so, in one line" '[ $rc -eq 1 ] && [ $(lines "$tmp/e") -eq 1 ] && grep -q "ATTN_TRANSLATE_MODEL is set to $tmp/wrong" "$tmp/e" && ! grep -q "no default model" "$tmp/e"'
+ABS_BIN=$(realpath "$BIN"); (cd "$tmp" && "$ABS_BIN" -m nope < /dev/null 2> "$tmp/e")
+check "-m missing: the absolute path" 'grep -q "$tmp/nope" "$tmp/e" && [ $(lines "$tmp/e") -eq 1 ]'
+
+# a single line with stderr on a terminal: only the French, statistics when asked for
+tty_err() { "$PY" - "$@" <<'PYEOF'
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.run(sys.argv[1:], input=b"Hello.\n", stdout=subprocess.PIPE, stderr=s)
+os.close(s)
+err = b""
+try:
+    while True:
+        d = os.read(m, 4096)
+        if not d: break
+        err += d
+except OSError:
+    pass
+sys.stdout.write("OUT:%s\nERR:%s\n" % (p.stdout.decode("utf-8", "replace").strip(), err.decode("utf-8", "replace").strip()))
+PYEOF
+}
+tty_err "$BIN" -m "$MODEL" > "$tmp/tty"
+check "terminal stderr, one line: no statistics" 'grep -q "^OUT:." "$tmp/tty" && grep -qx "ERR:" "$tmp/tty"'
+tty_err "$BIN" -m "$MODEL" --progress > "$tmp/tty"
+check "--progress: the closing statistics" 'grep -q "^ERR:.*1 lines, .*tokens/s" "$tmp/tty"'
+echo Hello. | tr_ --verbose 2> "$tmp/e" > /dev/null
+check "--verbose: the closing statistics" 'grep -q "1 lines, .*tokens/s" "$tmp/e"'
+
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
