@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test program and script; each ends with "NAME: N passed, N failed".
-# Prints the sum as the last line. Usage: tests/run.sh [--no-python]
+# Runs every test program and script; each ends with "NAME: N passed, N failed" and,
+# when some checks could not run here, ", N skipped" (with the reason on stderr).
+# Prints the sums as the last line: "N passed, N failed, N skipped". Usage: tests/run.sh [--no-python]
 # (--no-python, for sanitizer builds: skips the Python tests, valgrind and the install test)
 # Environment: BUILD (default build), PYTHON (default /usr/bin/python3).
 set -u
@@ -10,7 +11,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 no_python=0
 [ "${1:-}" = "--no-python" ] && no_python=1
 
-total_pass=0 total_fail=0
+total_pass=0 total_fail=0 total_skip=0
 run() {   # run NAME COMMAND...
     local name=$1; shift
     local out rc
@@ -24,12 +25,14 @@ run() {   # run NAME COMMAND...
         total_fail=$((total_fail + 1))
         return
     fi
-    local p f
+    local p f k=0
     p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
     f=$(sed -E 's/.*passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    grep -qE 'failed, [0-9]+ skipped' <<<"$line" && k=$(sed -E 's/.*failed, ([0-9]+) skipped.*/\1/' <<<"$line")
+    printf '%s\n' "$out" | grep -E '^(SKIP|[A-Za-z0-9_-]+: skipped)' | head -10
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     echo "$line"
-    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + k))
 }
 
 run test_tokenizer "$BUILD/tests/test_tokenizer"
@@ -46,7 +49,8 @@ run test_bad_input tests/test_bad_input.sh "$BUILD/attn-translate"
 if [ -d ../shared/data/dev ] && command -v spm_encode >/dev/null; then
     TOKCHECK="$BUILD/tests/tokcheck" PYTHON="$PYTHON" run tokenizer_dev_check tests/tokenizer_dev_check.sh
 else
-    echo "tokenizer_dev_check: not run (needs ../shared and spm_encode)"
+    echo "tokenizer_dev_check: 0 passed, 0 failed, 1 skipped (needs ../shared/data/dev and spm_encode)"
+    total_skip=$((total_skip + 1))
 fi
 if command -v chromium > /dev/null; then
     run test_attn_render tests/test_attn_render.sh "$BUILD/tests/attn_svg_demo"
@@ -63,5 +67,5 @@ if [ "$no_python" = 0 ]; then
     run test_leaks tests/test_leaks.sh "$BUILD/attn-translate"
     run test_install tests/test_install.sh
 fi
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -19,7 +19,7 @@ spec = importlib.util.spec_from_file_location("at_eval", EVAL)
 ev = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ev)
 
-passed = failed = 0
+passed = failed = skipped = 0
 
 
 def check(name, got, want, tol=0.005):
@@ -110,8 +110,10 @@ if os.access(BIN, os.X_OK) and os.path.isdir(DEV):
               [rows[0][5].strip(), rows[0][8].strip()] if rows else None, ["+0.00", "100.0%"])
         check("dtypes: hypotheses saved per dtype",
               sorted(os.listdir(d)), ["tatoeba.f16.hyp", "tatoeba.f32.hyp", "tatoeba.int8.hyp"])
-else:
-    check("dtypes: attn-translate built and ../shared present", False, True)
+else:  # a clone without ../shared beside it (a user's): skipped, not failed
+    why = "no ../shared/data/dev beside the checkout" if not os.path.isdir(DEV) else "attn-translate not built"
+    print(f"SKIP: dtypes: {why}", file=sys.stderr)
+    skipped += 1
 
-print(f"test_eval: {passed} passed, {failed} failed")
+print(f"test_eval: {passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed else 0)

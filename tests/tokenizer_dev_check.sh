@@ -12,7 +12,7 @@
 # writes) and with the built-in utf8proc normalization rules (--builtin-norm) alike.
 # Ends with "tokenizer_dev_check: N passed, N failed". Needs spm_encode and
 # /usr/bin/python3; when they or ../shared are missing it says so on stderr and
-# reports "0 passed, 0 failed" (exit 0).
+# reports "0 passed, 0 failed, 1 skipped" (exit 0).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))
@@ -25,7 +25,7 @@ DEV=$SHARED/data/dev
 
 skip() {
     echo "tokenizer_dev_check: skipped: $1" >&2
-    echo "tokenizer_dev_check: 0 passed, 0 failed"
+    echo "tokenizer_dev_check: 0 passed, 0 failed, 1 skipped"
     exit 0
 }
 [ -n "$TOK" ] || { echo "usage: $0 TOKCHECK_BINARY (or TOKCHECK=...)" >&2; exit 2; }
