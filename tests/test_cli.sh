@@ -238,5 +238,20 @@ check "--progress: the closing statistics" 'grep -q "^ERR:.*1 lines, .*tokens/s"
 echo Hello. | tr_ --verbose 2> "$tmp/e" > /dev/null
 check "--verbose: the closing statistics" 'grep -q "1 lines, .*tokens/s" "$tmp/e"'
 
+# README examples are the tool's own output: every "$ ..." block on the tiny model
+check "README examples equal the tool's output" '"$PY" - "$BIN" <<'"'"'PYEOF'"'"'
+import re, subprocess, sys
+text = open("README.md", encoding="utf-8").read()
+blocks = re.findall(r"```[a-z]*\n(\$ [^\n]*-m tests/fixtures/tiny/A[^\n]*)\n(.*?)```", text, re.S)
+bad = 0
+for cmd, want in blocks:
+    cmd = cmd[2:].replace("./attn-translate", sys.argv[1])
+    got = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True).stdout
+    if got.rstrip("\n") != want.rstrip("\n"):
+        bad += 1
+        print("README example differs:", cmd, "\n", got, file=sys.stderr)
+sys.exit(1 if bad or len(blocks) < 2 else 0)
+PYEOF'
+
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
