@@ -28,6 +28,8 @@ What the conversion does (tensor names are transformers' state_dict names):
 - `*.embed_positions.weight` are dropped after checking they are Marian's sinusoids
   (docs/FORMAT.md) to 1e-6 (or to the rounding of the stored dtype when the checkpoint is
   f16/bf16); recent transformers versions do not save them at all.
+- pytorch_model.bin is read without torch (a restricted unpickler that only admits
+  tensors, see read_pytorch_bin), so the conversion needs only numpy.
 - anything we cannot run exactly is refused with a message: pre-norm
   (normalize_before), add_final_layer_norm, normalize_embedding (layernorm_embedding),
   decoder_vocab_size != vocab_size, learned positions, an activation other than
@@ -38,10 +40,14 @@ raises ConvertError with a message naming the problem.
 """
 
 import argparse
+import collections
+import io
 import json
 import os
+import pickle
 import struct
 import sys
+import zipfile
 
 import numpy as np
 
@@ -120,26 +126,154 @@ def read_safetensors(path):
     return out
 
 
+# torch storage classes a state_dict may use -> (numpy dtype of the bytes, safetensors name)
+_TORCH_STORAGES = {
+    "FloatStorage": (np.dtype("<f4"), "F32"),
+    "HalfStorage": (np.dtype("<f2"), "F16"),
+    "BFloat16Storage": (np.dtype("<u2"), "BF16"),
+    "DoubleStorage": (np.dtype("<f8"), "F64"),
+}
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+
+
+class _Storage:
+    """A storage named in the pickle; its bytes are attached after unpickling."""
+
+    def __init__(self, kind, key):
+        self.kind, self.key, self.data = kind, key, None
+
+
+class _Tensor:
+    """torch._utils._rebuild_tensor_v2's arguments, turned into an array later."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def array(self, path, name):
+        dt, _ = _TORCH_STORAGES[self.storage.kind]
+        data = self.storage.data
+        if data is None:
+            raise ConvertError(f"{path}: {name}: storage {self.storage.key} has no data")
+        n = len(data) // dt.itemsize
+        span = 1 + sum((s - 1) * st for s, st in zip(self.size, self.stride)) if all(self.size) else 0
+        if self.offset < 0 or any(st < 0 for st in self.stride) or self.offset + span > n:
+            raise ConvertError(f"{path}: {name}: shape {list(self.size)} / stride "
+                               f"{list(self.stride)} at offset {self.offset} exceed its storage")
+        flat = np.frombuffer(data, dtype=dt, count=n)
+        a = np.lib.stride_tricks.as_strided(
+            flat[self.offset:], shape=self.size, strides=[st * dt.itemsize for st in self.stride],
+            writeable=False) if span else np.zeros(self.size, dtype=dt)
+        a = np.array(a)  # contiguous copy
+        return _bf16_to_f32(a) if self.storage.kind == "BFloat16Storage" else a.astype(np.float32)
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    if not isinstance(storage, _Storage):
+        raise ConvertError("pickle: a tensor whose storage is not a storage")
+    return _Tensor(storage, offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, hooks=None):
+    return data
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickles a torch state_dict without torch, and nothing else: the only globals
+    allowed are OrderedDict, the tensor / parameter rebuild functions and the storage
+    classes, so a pickle that would run code is refused, not executed."""
+
+    GLOBALS = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    }
+
+    def __init__(self, f, path):
+        super().__init__(f)
+        self.path, self.storages = path, {}
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _TORCH_STORAGES:
+            return name  # a storage type, used only as persistent_load's argument
+        if (module, name) in self.GLOBALS:
+            return self.GLOBALS[(module, name)]
+        raise ConvertError(f"{self.path}: refusing to unpickle {module}.{name} (only torch "
+                           "tensors of float32/float16/bfloat16/float64 are read)")
+
+    def persistent_load(self, pid):
+        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
+            raise ConvertError(f"{self.path}: unexpected persistent id {str(pid)[:80]}")
+        kind, key = pid[1], str(pid[2])
+        if kind not in _TORCH_STORAGES:
+            raise ConvertError(f"{self.path}: unsupported storage type {kind!r}")
+        if len(pid) > 5 and pid[5] is not None:
+            raise ConvertError(f"{self.path}: storage views are not supported")
+        if key not in self.storages:
+            self.storages[key] = _Storage(kind, key)
+        return self.storages[key]
+
+
+def _load_torch_pickle(path):
+    """(state_dict of _Tensor, storages) from a torch.save file, zip or legacy format."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(pkl) != 1:
+                raise ConvertError(f"{path}: not a torch.save zip (no single data.pkl)")
+            prefix = pkl[0][:-len("data.pkl")]
+            up = _Unpickler(io.BytesIO(z.read(pkl[0])), path)
+            sd = up.load()
+            for key, st in up.storages.items():
+                try:
+                    st.data = z.read(f"{prefix}data/{key}")
+                except KeyError:
+                    raise ConvertError(f"{path}: storage {key} missing from the archive") from None
+            return sd
+    with open(path, "rb") as f:
+        try:
+            magic = _Unpickler(f, path).load()
+            if magic != _LEGACY_MAGIC:
+                raise ConvertError(f"{path}: neither a zip nor a legacy torch.save file")
+            _Unpickler(f, path).load()  # protocol version
+            _Unpickler(f, path).load()  # sys info
+            up = _Unpickler(f, path)
+            sd = up.load()
+            keys = _Unpickler(f, path).load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise ConvertError(f"{path}: cannot unpickle: {e}") from None
+        for key in keys:
+            head = f.read(8)
+            if len(head) != 8:
+                raise ConvertError(f"{path}: truncated storage {key}")
+            (numel,) = struct.unpack("<q", head)
+            st = up.storages.get(str(key))
+            if st is None:
+                raise ConvertError(f"{path}: storage {key} not referenced")
+            nbytes = numel * _TORCH_STORAGES[st.kind][0].itemsize
+            st.data = f.read(nbytes)
+            if len(st.data) != nbytes:
+                raise ConvertError(f"{path}: truncated storage {key}")
+        return sd
+
+
 def read_pytorch_bin(path):
-    """pytorch_model.bin via torch.load(weights_only=True). Returns {name: (f32, dtype)}."""
-    import torch
+    """pytorch_model.bin (torch.save of a state_dict, zip or legacy format) with numpy only:
+    a restricted unpickler (see _Unpickler). Returns {name: (f32 array, dtype)}."""
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any unpickling failure plainly
+        sd = _load_torch_pickle(path)
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError) as e:
         raise ConvertError(f"{path}: cannot load: {e}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise ConvertError(f"{path}: not a state_dict")
-    names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-             torch.float64: "F64"}
     out = {}
     for name, t in sd.items():
-        if not isinstance(t, torch.Tensor):
+        if not isinstance(t, _Tensor):
             raise ConvertError(f"{path}: {name}: not a tensor")
-        if t.dtype not in names:
-            raise ConvertError(f"{path}: {name}: unsupported dtype {t.dtype}")
-        out[name] = (t.detach().to(torch.float32).contiguous().numpy().copy(), names[t.dtype])
+        out[name] = (t.array(path, name), _TORCH_STORAGES[t.storage.kind][1])
     return out
 
 

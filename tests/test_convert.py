@@ -8,7 +8,9 @@ exactly transformers' state_dict names and shapes, and converts it in these form
 
   full.st    model.safetensors with every state_dict entry, duplicates included
              (shared / encoder / decoder embed_tokens, lm_head, sinusoidal positions)
-  full.bin   pytorch_model.bin, torch.save of the same state_dict (tied tensors share storage)
+  full.bin   pytorch_model.bin, torch.save of the same state_dict (tied tensors share storage),
+             also converted with torch unimportable (the numpy-only unpickler); the
+             legacy torch.save format and a code-running pickle (refused)
   min.st     what recent save_pretrained writes: tied copies and positions left out
   half.st    safetensors holding F16 and BF16 tensors (reader dtypes)
 
@@ -278,6 +280,49 @@ def test_pytorch_bin_f32_and_f16():
     check(h["weights"]["bytes"] < size32 * 0.51, "f16 model.bin is half the size")
 
 
+def test_pytorch_bin_without_torch():
+    """pytorch_model.bin is read by a restricted unpickler: no torch at conversion time,
+    the legacy (pre-zip) torch.save format too, and a pickle that would run code is
+    refused without running it."""
+    src = os.path.join(TMP, "full.bin")
+    if not os.path.isdir(src):
+        make_hf_dir(src, CFG, SD, "bin")
+    out = os.path.join(TMP, "out.notorch")
+    code = ("import sys; sys.modules['torch'] = None; sys.path.insert(0, sys.argv[1]); "
+            "import convert_marian; sys.exit(convert_marian.main([sys.argv[2], sys.argv[3], '-q']))")
+    r = subprocess.run([PYTHON, "-c", code, os.path.join(ROOT, "scripts"), src, out],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"convert .bin with torch unimportable: {r.stderr[-300:]}")
+    if r.returncode == 0:
+        check_roundtrip(out, EXPECTED, "f32", "full.bin without torch")
+    # legacy format, f16/bf16 storages, a view with an offset, a transposed tensor
+    odd = {"a": torch.randn(3, 4), "b": torch.randn(5, 6).half(), "c": torch.randn(4, 4).bfloat16(),
+           "d": torch.randn(6, 4).t(), "e": torch.randn(10)[2:7]}
+    for zip_format in (True, False):
+        path = os.path.join(TMP, f"odd{int(zip_format)}.bin")
+        torch.save(odd, path, _use_new_zipfile_serialization=zip_format)
+        got = convert_marian.read_pytorch_bin(path)
+        check(set(got) == set(odd) and all(
+            np.array_equal(got[k][0], odd[k].float().numpy()) for k in odd),
+              f"torch.save {'zip' if zip_format else 'legacy'} format read exactly")
+        check({k: v[1] for k, v in got.items()} == {"a": "F32", "b": "F16", "c": "BF16",
+                                                   "d": "F32", "e": "F32"}, "storage dtypes")
+    marker = os.path.join(TMP, "pwned")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = os.path.join(TMP, "evil.bin")
+    torch.save({"x": Evil()}, path)
+    try:
+        convert_marian.read_pytorch_bin(path)
+        check(False, "a code-running pickle is refused")
+    except convert_marian.ConvertError as e:
+        check("refusing to unpickle" in str(e), f"refusal names the global: {e}")
+    check(not os.path.exists(marker), "the refused pickle ran nothing")
+
+
 def test_safetensors_minimal():
     """Recent save_pretrained: tied copies and positions are not stored."""
     sd = {k: v for k, v in SD.items()
@@ -481,7 +526,7 @@ def main():
     TMP = tempfile.mkdtemp(prefix="test_convert.")
     try:
         for fn in (test_sinusoids_match_format, test_safetensors_full_f32,
-                   test_pytorch_bin_f32_and_f16, test_safetensors_minimal,
+                   test_pytorch_bin_f32_and_f16, test_pytorch_bin_without_torch, test_safetensors_minimal,
                    test_safetensors_half_dtypes, test_refusals, test_untied_and_unshared,
                    test_cli, test_reference_runs, test_c_engine, test_int8_files):
             run_test(fn)
