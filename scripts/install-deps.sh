@@ -4,11 +4,12 @@
 #   tests:  SentencePiece tools (golden tokenizer checks), PyTorch + numpy (the reference),
 #           GNU parallel (sharding test), valgrind + time (leaks, memory growth),
 #           clang (libFuzzer: make fuzz),
-#           clang (sanitizer and fuzz builds), chromium (renders the attention heatmap)
+#           clang (sanitizer and fuzz builds), chromium (renders the attention heatmap),
+#           curl (scripts/get-opus-mt.sh, tested offline)
 # Usage: scripts/install-deps.sh [--build-only]
 set -euo pipefail
 build=(build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev)
-test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel chromium valgrind time clang libclang-rt-14-dev groff-base)
+test=(sentencepiece python3 python3-numpy python3-torch python3-sentencepiece parallel chromium valgrind time clang libclang-rt-14-dev groff-base curl)
 pkgs=("${build[@]}")
 [ "${1:-}" = "--build-only" ] || pkgs+=("${test[@]}")
 missing=()

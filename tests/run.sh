@@ -62,6 +62,7 @@ if [ "$no_python" = 0 ]; then
     run test_reference "$PYTHON" tests/test_reference.py
     run test_convert "$PYTHON" tests/test_convert.py
     PYTHON="$PYTHON" run test_hf_marian tests/test_hf_marian.sh "$BUILD"
+    PYTHON="$PYTHON" run test_get_opus_mt tests/test_get_opus_mt.sh "$BUILD"
     run test_eval "$PYTHON" tests/test_eval.py
     run test_train_smoke tests/test_train_smoke.sh
     run test_leaks tests/test_leaks.sh "$BUILD/attn-translate"
