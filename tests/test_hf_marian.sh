@@ -11,7 +11,6 @@ BUILD=${1:-${BUILD:-build}}
 PYTHON=${PYTHON:-/usr/bin/python3}
 FIX=tests/fixtures/marian-hf
 TOK=../shared/models/opus-mt-en-fr-tokenizer
-[ -d "$TOK" ] || TOK=/work/shared/models/opus-mt-en-fr-tokenizer
 if [ ! -f "$TOK/source.spm" ] || [ ! -f "$TOK/target.spm" ]; then
     echo "test_hf_marian: skipped: needs opus-mt-en-fr's source.spm and target.spm in ../shared/models/opus-mt-en-fr-tokenizer"
     echo "test_hf_marian: 0 passed, 0 failed, 1 skipped"
