@@ -40,6 +40,27 @@ import subprocess
 import sys
 import time
 
+
+def _openblas_coretype():
+    """OpenBLAS 0.3.21 (Debian 12) does not recognise some newer x86 CPUs and falls back to
+    its 'Prescott' kernels, 6x slower than its AVX-512 ones (19 vs 122 GFLOP/s measured on
+    an AVX-512 Xeon; docs/TRAINING.md). Name the kernel family from /proc/cpuinfo before
+    numpy or torch loads OpenBLAS, unless OPENBLAS_CORETYPE is set already."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags):
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    elif {"avx2", "fma"} <= set(flags):
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
+
+_openblas_coretype()
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -61,11 +82,40 @@ def load_eval_module():
     return mod
 
 
-def autocast(enabled):
-    """bf16 autocast on CUDA; a no-op context on CPU (and on CPU-only torch builds)."""
+def autocast(enabled, device_type="cuda"):
+    """bf16 autocast on CUDA, or on the CPU with --cpu-bf16 (worth it where the CPU has
+    avx512_bf16); a no-op context otherwise."""
     if enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def load_model_dir_weights(model, model_dir):
+    """Initialises `model` from an exported attn-translate model directory (f32, f16 or int8
+    file; int8 weights are dequantized): a campaign resumes from the committed model on a
+    machine that has lost its checkpoints. Returns the directory's config."""
+    header, tensors = atmodel.read_model(model_dir)
+    state = model.state_dict()
+    missing = [k for k in state if k not in tensors and k != "final_logits_bias"]
+    if missing:
+        raise SystemExit(f"--init-from {model_dir}: no tensors {missing[:5]}")
+    with torch.no_grad():
+        for k, v in state.items():
+            if k in tensors:
+                src = torch.from_numpy(np.ascontiguousarray(tensors[k], dtype=np.float32))
+                if tuple(src.shape) != tuple(v.shape):
+                    raise SystemExit(f"--init-from {model_dir}: {k} has shape {tuple(src.shape)}, "
+                                     f"the model {tuple(v.shape)}")
+                v.copy_(src)
+    return header["config"]
 
 
 def log(*a):
@@ -330,19 +380,41 @@ class Marian(nn.Module):
             x = layer(x, mask)
         return x, mask
 
-    def decode(self, dec_in, enc, src_mask, last_only=False):
+    def decode_hidden(self, dec_in, enc, src_mask):
         T = dec_in.shape[1]
         causal = torch.ones(T, T, dtype=torch.bool, device=dec_in.device).tril()[None, None]
         x = self.embed(dec_in)
         for layer in self.decoder.layers:
             x = layer(x, enc, causal, src_mask)
+        return x
+
+    def project(self, x):
+        # final_logits_bias is a zero buffer in training (export writes it): skip the add,
+        # a pass over [tokens, vocab]
+        logits = F.linear(x, self.shared.weight)
+        return logits if self.training else logits + self.final_logits_bias
+
+    def decode(self, dec_in, enc, src_mask, last_only=False):
+        x = self.decode_hidden(dec_in, enc, src_mask)
         if last_only:
             x = x[:, -1:]
-        return F.linear(x, self.shared.weight) + self.final_logits_bias
+        return self.project(x)
 
     def forward(self, src, dec_in):
         enc, mask = self.encode(src)
         return self.decode(dec_in, enc, mask)
+
+    def loss(self, src, dec_in, labels, label_smoothing):
+        """Label-smoothed cross-entropy (mean over target tokens). The output projection,
+        a third of the FLOPs of a small model, runs on the real target positions only."""
+        enc, mask = self.encode(src)
+        x = self.decode_hidden(dec_in, enc, mask)
+        keep = (labels != PAD_ID).view(-1).nonzero().squeeze(1)
+        # index_select: its backward (index_add_) is fast on the CPU, a boolean mask's is not
+        h = x.reshape(-1, x.shape[-1]).index_select(0, keep)
+        logits = self.project(h)
+        return F.cross_entropy(logits.float(), labels.view(-1).index_select(0, keep),
+                               label_smoothing=label_smoothing)
 
     @torch.no_grad()
     def greedy(self, src, max_len):
@@ -416,13 +488,13 @@ def average_checkpoints(paths, out_path):
 
 
 @torch.no_grad()
-def evaluate(model, dev, dev_refs, sp, device, amp, ev, bleu_lines):
+def evaluate(model, dev, dev_refs, sp, device, amp, ev, bleu_lines, amp_dev="cuda"):
     model.eval()
     tot_loss, tot_tok = 0.0, 0
     batches = dev.batches(4000, None, shuffle=False)
     for ids in batches:
         src, dec_in, labels = dev.tensors(ids, device)
-        with autocast(amp):
+        with autocast(amp, amp_dev):
             logits = model(src, dec_in)
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1),
                                ignore_index=PAD_ID, reduction="sum")
@@ -435,7 +507,7 @@ def evaluate(model, dev, dev_refs, sp, device, amp, ev, bleu_lines):
         ids = order[k:k + 64]
         src, _, _ = dev.tensors(ids, device)
         max_len = min(int(src.shape[1] * 2 + 10), model.cfg["max_position_embeddings"] - 1)
-        with autocast(amp):
+        with autocast(amp, amp_dev):
             outs = model.greedy(src, max_len)
         for i, o in zip(ids, outs):
             o = o[:o.index(EOS_ID)] if EOS_ID in o else o
@@ -446,6 +518,23 @@ def evaluate(model, dev, dev_refs, sp, device, amp, ev, bleu_lines):
     return tot_loss / max(tot_tok, 1), bleu, [hyps[i] for i in sel[:3]]
 
 
+def average_and_export(args):
+    """--average-only: OUT/averaged.pt from the last --average checkpoints of OUT, then
+    --export; no training (the end of a session of the campaign, docs/TRAINING.md)."""
+    cks = list_ckpts(args.out)[-max(args.average, 1):]
+    if not cks:
+        raise SystemExit(f"{args.out}: no checkpoints")
+    final = average_checkpoints(cks, os.path.join(args.out, "averaged.pt"))
+    log(f"averaged {[os.path.basename(c) for c in cks]} -> {final}")
+    if args.export:
+        spec = importlib.util.spec_from_file_location("at_export", os.path.join(HERE, "export.py"))
+        exp = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(exp)
+        exp.export(final, args.export, args.export_dtype)
+        log(f"exported {final} -> {args.export} ({args.export_dtype})")
+    return final
+
+
 def train(args):
     import sentencepiece as spm
     t_start = time.time()
@@ -453,7 +542,8 @@ def train(args):
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    amp = device.type == "cuda" and not args.no_bf16
+    amp = (device.type == "cuda" and not args.no_bf16) or (device.type == "cpu" and args.cpu_bf16)
+    amp_dev = device.type
     data_dir = args.data or os.path.join(args.out, "data")
     if not os.path.exists(os.path.join(data_dir, "train.npz")):
         if not args.corpus:
@@ -476,7 +566,7 @@ def train(args):
     atmodel.validate_config(cfg)
     model = Marian(cfg, dropout=args.dropout).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"device {device}{' bf16' if amp else ''}, {len(data)} pairs, vocab {V}, "
+    log(f"device {device}{' bf16' if amp else ''} threads {torch.get_num_threads()}, {len(data)} pairs, vocab {V}, "
         f"{n_params / 1e6:.2f}M parameters, config {json.dumps(cfg)}")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_bleu": None, "history": []}
@@ -490,7 +580,16 @@ def train(args):
             opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
         log(f"resumed from {last} at step {state['step']} (epoch {state['epoch']})")
+    elif args.init_from:
+        init_cfg = load_model_dir_weights(model, args.init_from)
+        if any(init_cfg.get(k) != cfg[k] for k in ("d_model", "encoder_layers", "decoder_layers",
+                                                   "encoder_ffn_dim", "vocab_size")):
+            raise SystemExit(f"--init-from {args.init_from}: config {init_cfg} differs from {cfg}")
+        state["step"] = state["init_step"] = int(args.init_step)
+        state["init_from"] = os.path.abspath(args.init_from)
+        log(f"initialised from {args.init_from} (step counter {state['step']}, new optimizer)")
     budget = args.max_minutes * 60 if args.max_minutes else None
+    t_saved = time.time()
     model.train()
     step = state["step"]
     stop_reason = None
@@ -502,10 +601,8 @@ def train(args):
             src, dec_in, labels = data.tensors(batches[bi], device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step + 1, args.lr, args.warmup)
-            with autocast(amp):
-                logits = model(src, dec_in)
-            loss = F.cross_entropy(logits.float().view(-1, V), labels.view(-1),
-                                   ignore_index=PAD_ID, label_smoothing=args.label_smoothing)
+            with autocast(amp, amp_dev):
+                loss = model.loss(src, dec_in, labels, args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip_norm > 0:
@@ -528,15 +625,17 @@ def train(args):
             elif args.max_steps and step >= args.max_steps:
                 stop_reason = "max-steps"
             do_eval = step % args.eval_every == 0 or stop_reason
-            do_save = step % args.save_every == 0 or stop_reason
+            do_save = (step % args.save_every == 0 or stop_reason
+                       or (args.save_minutes and time.time() - t_saved >= args.save_minutes * 60))
             if do_save:  # before the (slow) evaluation, so a stop saves promptly
                 ck_path = os.path.join(args.out, f"ckpt-{step}.pt")
                 save_ckpt(ck_path, model, opt, state, args, cfg)
                 shutil.copy(ck_path, last)
                 for old in list_ckpts(args.out)[:-args.keep]:
                     os.remove(old)
+                t_saved = time.time()
             if do_eval:
-                dl, bleu, ex = evaluate(model, dev, dev_refs, sp, device, amp, ev, args.bleu_lines)
+                dl, bleu, ex = evaluate(model, dev, dev_refs, sp, device, amp, ev, args.bleu_lines, amp_dev)
                 state["history"].append({"step": step, "dev_loss": round(dl, 4),
                                          "dev_greedy_bleu": round(bleu, 2),
                                          "minutes": round(elapsed / 60, 2)})
@@ -561,7 +660,7 @@ def train(args):
         if len(cks) > 1:
             ck = torch.load(final, map_location="cpu")
             model.load_state_dict(ck["model"])
-            dl, bleu, _ = evaluate(model, dev, dev_refs, sp, device, amp, ev, args.bleu_lines)
+            dl, bleu, _ = evaluate(model, dev, dev_refs, sp, device, amp, ev, args.bleu_lines, amp_dev)
             log(f"averaged {len(cks)} checkpoints -> {final}: dev loss {dl:.3f} greedy BLEU {bleu:.2f}")
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump(state["history"], f, indent=1)
@@ -612,10 +711,20 @@ def main(argv=None):
     ap.add_argument("--average", type=int, default=0, help="average the last N checkpoints at the end")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--export", help="export the final model to this dir")
-    ap.add_argument("--export-dtype", default="f32", choices=["f32", "f16"])
+    ap.add_argument("--export-dtype", default="f32", choices=["f32", "f16", "int8"])
+    ap.add_argument("--average-only", action="store_true",
+                    help="no training: average the last --average checkpoints of OUT and --export")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch, spm_train)")
     ap.add_argument("--cpu", action="store_true", help="ignore CUDA")
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--cpu-bf16", action="store_true",
+                    help="bf16 autocast on the CPU (fast where /proc/cpuinfo has avx512_bf16)")
+    ap.add_argument("--save-minutes", type=float, default=None,
+                    help="also save a checkpoint every this many minutes")
+    ap.add_argument("--init-from", help="start from the weights of an exported model dir "
+                    "(e.g. models/en-fr) instead of random ones (ignored with --resume and OUT/last.pt)")
+    ap.add_argument("--init-step", type=int, default=0,
+                    help="with --init-from: the step counter to continue the lr schedule from")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     if args.smoke:
@@ -655,7 +764,10 @@ def main(argv=None):
         args.dev_lines, args.bleu_lines, args.average, args.cpu = 50, 20, 2, True
         args.threads = min(args.threads, 2)
         args.export = args.export or os.path.join(args.out, "export")
-    train(args)
+    if args.average_only:
+        average_and_export(args)
+    else:
+        train(args)
     return 0
 
 

@@ -53,6 +53,32 @@ ALLOWED = {
     "europarl_sample": ("no known restrictions (Europarl v7)",
                         [("europarl_sample/europarl-v7.fr-en.en",
                           "europarl_sample/europarl-v7.fr-en.fr")]),
+    # added 2026-12-02: long, well-formed sentences (documentation, games); see each SOURCE.txt
+    "lohelp": ("MPL-2.0 (LibreOffice help)", [("lohelp/lohelp.en", "lohelp/lohelp.fr")]),
+    "pydocs": ("PSF-2.0 (English), CC0 (French; python-docs-fr)",
+               [("pydocs/pydocs.en", "pydocs/pydocs.fr")]),
+    "djangodocs": ("BSD-3-Clause (Django documentation)",
+                   [("djangodocs/djangodocs.en", "djangodocs/djangodocs.fr")]),
+    "manpages": ("man-pages copyleft / GPL-2+ (English), GPL-3+ (manpages-fr)",
+                 [("manpages/manpages.en", "manpages/manpages.fr")]),
+    "game_mo": ("GPL-2+ / GPL-3 (freedroidrpg, widelands, warzone2100, freeciv)",
+                [("game_mo/game_mo.en", "game_mo/game_mo.fr")]),
+    "wesnoth": ("GPL-2+ (Battle for Wesnoth)", [("wesnoth/wesnoth.en", "wesnoth/wesnoth.fr")]),
+    "gimp_help": ("GFDL-1.2+, no invariant sections (GIMP manual; attribution, share-alike)",
+                  [("gimp_help/gimp_help.en", "gimp_help/gimp_help.fr")]),
+    "app_help": ("CC-BY-SA-3.0 / GFDL / GPL-2+ (GNOME and MATE application help)",
+                 [("app_help/app_help.en", "app_help/app_help.fr")]),
+    "app_mo": ("GPL-2+ (Gramps, GnuCash, Inkscape)", [("app_mo/app_mo.en", "app_mo/app_mo.fr")]),
+    "debian_reference": ("GPL-2+ (Debian Reference)",
+                         [("debian_reference/debian_reference.en", "debian_reference/debian_reference.fr")]),
+    "debian_handbook": ("GPL-2+ or CC-BY-SA-3.0 (Debian Administrator's Handbook)",
+                        [("debian_handbook/debian_handbook.en", "debian_handbook/debian_handbook.fr")]),
+    "debian_install_maint": ("GPL-2 / GPL-2+ (installation-guide, maint-guide)",
+                             [("debian_install_maint/debian_install_maint.en",
+                               "debian_install_maint/debian_install_maint.fr")]),
+    "gnome_help": ("CC-BY-SA-3.0 (GNOME user docs)", [("gnome_help/gnome_help.en", "gnome_help/gnome_help.fr")]),
+    "kde_help": ("GFDL-1.2+ (KDE handbooks; attribution, share-alike)",
+                 [("kde_help/kde_help.en", "kde_help/kde_help.fr")]),
 }
 
 # Present in the data folder but NOT used: their terms forbid a redistributable model.
@@ -61,9 +87,13 @@ EXCLUDED = {
     "xnli": "CC BY-NC 4.0 (non-commercial)",
     "wmt24_chat": "CC BY-NC 4.0 (non-commercial)",
     "gigafren_sample": "WMT giga-fren terms (research use only)",
+    "ddtp": "no written license (Debian package descriptions, DDTP): terms not established",
 }
 
 MIN_WORDS, MAX_WORDS, MAX_RATIO = 1, 200, 3.0
+
+# gettext catalogs whose strings still carry accelerator marks ('_File', '&Open')
+ACCEL_SOURCES = {"debian_mo", "debian_mined", "debian_dl"}
 
 HTML_TAGS = ("a abbr b big blockquote br center code del div em font h1 h2 h3 h4 h5 h6 hr "
              "i img ins kbd li ol p pre q s samp small span strike strong sub sup table "
@@ -213,7 +243,7 @@ def main(argv=None):
         pairs = []
         for e, f in files:
             pairs.extend(read_pairs(e, f))
-        kept, st = filter_source(name, pairs, dev, seen, accel=name.startswith("debian"))
+        kept, st = filter_source(name, pairs, dev, seen, accel=name in ACCEL_SOURCES)
         st["license"] = lic
         stats["sources"][name] = st
         print(fmt % (name, *[st[k] for k in stats["filters"]]))
