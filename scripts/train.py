@@ -535,9 +535,59 @@ def average_and_export(args):
     return final
 
 
+def dist_rank_world():
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def allreduce_grads(model, n_tokens):
+    """Data parallelism: sums every worker's gradients (of its summed token losses) and
+    token counts, then divides, so each worker holds the token-weighted mean gradient of
+    the whole step and takes the same Adam step. One flat buffer, one all-reduce."""
+    import torch.distributed as dist
+    params = [p for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [torch.tensor([float(n_tokens)])])
+    dist.all_reduce(flat)
+    total = flat[-1].item()
+    flat = flat[:-1] / max(total, 1.0)
+    off = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[off:off + n].view_as(p.grad))
+        off += n
+    return int(total)
+
+
+def _worker(rank, args, port):
+    import torch.distributed as dist
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=args.workers)
+    try:
+        train(args)
+    finally:
+        dist.destroy_process_group()
+
+
+def train_parallel(args):
+    """--workers N: N processes of --threads threads each on this machine, one batch each
+    per step (torch.distributed, gloo over 127.0.0.1). Worker 0 logs, evaluates and saves."""
+    import socket
+    import torch.multiprocessing as mp
+    if not os.path.exists(os.path.join(args.data or os.path.join(args.out, "data"), "train.npz")):
+        train(argparse.Namespace(**dict(vars(args), prepare_only=True)))   # once, here
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    mp.spawn(_worker, args=(args, port), nprocs=args.workers, join=True)
+
+
 def train(args):
     import sentencepiece as spm
     t_start = time.time()
+    rank, world = dist_rank_world()
+    lead = rank == 0
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     if device.type == "cpu":
@@ -546,6 +596,8 @@ def train(args):
     amp_dev = device.type
     data_dir = args.data or os.path.join(args.out, "data")
     if not os.path.exists(os.path.join(data_dir, "train.npz")):
+        if world > 1:
+            raise SystemExit("--workers: prepare the data first (--prepare-only)")
         if not args.corpus:
             raise SystemExit(f"{data_dir}/train.npz missing: give --corpus to build it")
         prepare(args, data_dir)
@@ -566,7 +618,11 @@ def train(args):
     atmodel.validate_config(cfg)
     model = Marian(cfg, dropout=args.dropout).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"device {device}{' bf16' if amp else ''} threads {torch.get_num_threads()}, {len(data)} pairs, vocab {V}, "
+    if world > 1:
+        import torch.distributed as dist
+        for p in model.parameters():   # identical start on every worker
+            dist.broadcast(p.data, 0)
+    log(f"device {device}{' bf16' if amp else ''} threads {torch.get_num_threads()} x {world} workers, {len(data)} pairs, vocab {V}, "
         f"{n_params / 1e6:.2f}M parameters, config {json.dumps(cfg)}")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_bleu": None, "history": []}
@@ -594,27 +650,37 @@ def train(args):
     step = state["step"]
     stop_reason = None
     tok_seen, loss_acc, n_acc, t_log = 0, 0.0, 0, time.time()
+    if world > 1:
+        import torch.distributed as dist
     while stop_reason is None:
         rng = np.random.default_rng(args.seed + state["epoch"])
         batches = data.batches(args.max_tokens, rng)
-        for bi in range(state["batch_in_epoch"], len(batches)):
-            src, dec_in, labels = data.tensors(batches[bi], device)
+        # with N workers a step takes N consecutive batches, one each (an epoch's last
+        # < N batches are dropped); batch_in_epoch counts batches, so a resumed run with
+        # another number of workers continues where it stopped
+        for bi in range(state["batch_in_epoch"], len(batches) - world + 1, world):
+            src, dec_in, labels = data.tensors(batches[bi + rank], device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step + 1, args.lr, args.warmup)
             with autocast(amp, amp_dev):
                 loss = model.loss(src, dec_in, labels, args.label_smoothing)
+            n_tok = int((labels != PAD_ID).sum())
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if world > 1:
+                (loss * n_tok).backward()
+                n_tok = allreduce_grads(model, n_tok)
+            else:
+                loss.backward()
             if args.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
             opt.step()
             step += 1
-            state["step"], state["batch_in_epoch"] = step, bi + 1
+            state["step"], state["batch_in_epoch"] = step, bi + world
             loss_acc += loss.item()
             n_acc += 1
-            tok_seen += int((labels != PAD_ID).sum())
+            tok_seen += n_tok
             elapsed = time.time() - t_start
-            if step % args.log_every == 0:
+            if lead and step % args.log_every == 0:
                 dt = time.time() - t_log
                 log(f"step {step} epoch {state['epoch']} loss {loss_acc / n_acc:.3f} "
                     f"lr {lr_at(step, args.lr, args.warmup):.2e} {tok_seen / dt:.0f} tgt tok/s "
@@ -624,6 +690,14 @@ def train(args):
                 stop_reason = "max-minutes"
             elif args.max_steps and step >= args.max_steps:
                 stop_reason = "max-steps"
+            if world > 1:  # the workers' clocks differ: worker 0 decides for all
+                flag = torch.tensor([1 if stop_reason else 0])
+                dist.broadcast(flag, 0)
+                stop_reason = (stop_reason or "max-minutes") if int(flag) else None
+            if not lead:
+                if stop_reason:
+                    break
+                continue
             do_eval = step % args.eval_every == 0 or stop_reason
             do_save = (step % args.save_every == 0 or stop_reason
                        or (args.save_minutes and time.time() - t_saved >= args.save_minutes * 60))
@@ -635,7 +709,10 @@ def train(args):
                     os.remove(old)
                 t_saved = time.time()
             if do_eval:
+                # the other workers wait in their next all-reduce (asleep): use their cores
+                torch.set_num_threads(args.threads * world)
                 dl, bleu, ex = evaluate(model, dev, dev_refs, sp, device, amp, ev, args.bleu_lines, amp_dev)
+                torch.set_num_threads(args.threads)
                 state["history"].append({"step": step, "dev_loss": round(dl, 4),
                                          "dev_greedy_bleu": round(bleu, 2),
                                          "minutes": round(elapsed / 60, 2)})
@@ -649,10 +726,21 @@ def train(args):
             state["batch_in_epoch"] = 0
             if args.max_epochs and state["epoch"] >= args.max_epochs:
                 stop_reason = "max-epochs"
-                ck_path = os.path.join(args.out, f"ckpt-{step}.pt")
-                save_ckpt(ck_path, model, opt, state, args, cfg)
-                shutil.copy(ck_path, last)
+                if lead:
+                    ck_path = os.path.join(args.out, f"ckpt-{step}.pt")
+                    save_ckpt(ck_path, model, opt, state, args, cfg)
+                    shutil.copy(ck_path, last)
+    if world > 1:  # the workers took the same steps: their weights must be bit-identical
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        ref = flat.clone()
+        dist.broadcast(ref, 0)
+        if not torch.equal(flat, ref):
+            raise SystemExit(f"worker {rank}: weights differ from worker 0's by "
+                             f"{float((flat - ref).abs().max()):g}")
+    if not lead:
+        return None
     log(f"stopped ({stop_reason}) at step {step} after {(time.time() - t_start) / 60:.1f} min")
+    torch.set_num_threads(args.threads * world)
     final = last
     if args.average and args.average > 1:
         cks = list_ckpts(args.out)[-args.average:]
@@ -716,6 +804,8 @@ def main(argv=None):
                     help="no training: average the last --average checkpoints of OUT and --export")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (torch, spm_train)")
     ap.add_argument("--cpu", action="store_true", help="ignore CUDA")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="data-parallel worker processes on this machine (CPU; --threads each)")
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--cpu-bf16", action="store_true",
                     help="bf16 autocast on the CPU (fast where /proc/cpuinfo has avx512_bf16)")
@@ -766,6 +856,8 @@ def main(argv=None):
         args.export = args.export or os.path.join(args.out, "export")
     if args.average_only:
         average_and_export(args)
+    elif args.workers > 1:
+        train_parallel(args)
     else:
         train(args)
     return 0
