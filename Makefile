@@ -116,7 +116,7 @@ MANDIR ?= $(PREFIX)/share/man
 # make uninstall removes the installed files, then those directories when they are empty
 # (never a directory that was there before, nor anything it did not install).
 INSTALL_DIRS = $(PREFIX)/bin $(PREFIX)/lib/pkgconfig $(PREFIX)/include $(MANDIR)/man1 $(DATADIR)/en-fr
-MODEL_FILES = model.json model.bin vocab.json
+MODEL_FILES = model.json model.bin vocab.json MODEL_CARD.md
 
 install: attn-translate $(BUILD)/libattn-translate.a
 	@new=; for d in $(INSTALL_DIRS); do \

@@ -517,6 +517,8 @@ def main(argv=None):
                     help="the shipped model, benched as it translates when present "
                     "(default models/en-fr)")
     ap.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--shipped-only", action="store_true",
+                    help="bench only the shipped model (--shipped), not the fixed-length bench model")
     ap.add_argument("--dtypes", default="f32,f16,int8",
                     help="attn-translate --dtype values to bench (default f32,f16,int8)")
     ap.add_argument("--json", help="write the raw measurements here")
@@ -535,7 +537,12 @@ def main(argv=None):
     info = machine()
     info["loadavg_start"] = loadavg()
 
-    if a.model:
+    if a.shipped_only:
+        if not os.path.exists(os.path.join(a.shipped, "model.json")):
+            log(f"bench: --shipped-only: no model at {a.shipped}")
+            return 1
+        model, label = None, None
+    elif a.model:
         model, label = os.path.abspath(a.model), os.path.basename(os.path.normpath(a.model))
     else:
         model = os.path.join(BENCH_DIR, f"model-{a.vocab}-s0")
@@ -557,12 +564,12 @@ def main(argv=None):
     # the 1-token run is (nearly) load + exit, subtracted to get translation-only time
     dtypes = [d for d in a.dtypes.split(",") if d]
     one = ["--beam", "1", "--max-length", "0+1"]
-    starts = [startup(label, model)]
+    starts = [startup(label, model)] if model else []
     bench_start = {}
-    for dt in dtypes:
+    for dt in dtypes if model else []:
         starts.append(startup(label, model, [*one, "--dtype", dt]))
         bench_start[dt] = starts[-1]["median_s"]
-    if not a.model and "int8" in dtypes:
+    if model and not a.model and "int8" in dtypes:
         # the same model stored as an int8 file (what `export.py --dtype int8` writes):
         # loading packs the stored bytes instead of quantizing
         m8 = model + "-int8"
@@ -578,9 +585,11 @@ def main(argv=None):
             starts.append(startup("shipped", os.path.abspath(a.shipped), [*one, "--dtype", dt]))
             shipped_start[dt] = starts[-1]["median_s"]
 
-    log(f"bench: {label} ({mode}) ...")
-    rows = bench_model(label, model, lines, True, mode, peak, not a.no_reference,
-                       bench_start, dtypes)
+    rows = []
+    if model:
+        log(f"bench: {label} ({mode}) ...")
+        rows = bench_model(label, model, lines, True, mode, peak, not a.no_reference,
+                           bench_start, dtypes)
     if shipped:
         log("bench: shipped model ...")
         rows += bench_model("shipped", os.path.abspath(a.shipped), lines, False, mode, peak,

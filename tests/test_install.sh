@@ -15,7 +15,13 @@ for f in bin/attn-translate lib/libattn-translate.a include/attn_translate.h \
          lib/pkgconfig/attn-translate.pc share/man/man1/attn-translate.1; do
     check "installed $f" '[ -f "$D$P/$f" ]'
 done
-# the default model: installed into the data dir, or stand-in with the tiny test model
+# the default model: installed into the data dir with its card (licenses, attributions),
+# or stand-in with the tiny test model
+if [ -f models/en-fr/model.json ]; then
+    for f in model.json model.bin vocab.json MODEL_CARD.md; do
+        check "installed the model's $f" '[ -f "$D$P/share/attn-translate/en-fr/$f" ]'
+    done
+fi
 if [ ! -f "$D$P/share/attn-translate/en-fr/model.json" ]; then
     mkdir -p "$D$P/share/attn-translate/en-fr"
     cp tests/fixtures/tiny/A/model.json tests/fixtures/tiny/A/model.bin tests/fixtures/tiny/A/vocab.json \
