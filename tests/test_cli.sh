@@ -238,14 +238,18 @@ check "--progress: the closing statistics" 'grep -q "^ERR:.*1 lines, .*tokens/s"
 echo Hello. | tr_ --verbose 2> "$tmp/e" > /dev/null
 check "--verbose: the closing statistics" 'grep -q "1 lines, .*tokens/s" "$tmp/e"'
 
-# README examples are the tool's own output: every "$ ..." block on the tiny model
+# README examples are the tool's own output: every "$ ..." block on the tiny model or the shipped one
 check "README examples equal the tool's output" '"$PY" - "$BIN" <<'"'"'PYEOF'"'"'
-import re, subprocess, sys
+import os, re, subprocess, sys
 text = open("README.md", encoding="utf-8").read()
-blocks = re.findall(r"```[a-z]*\n(\$ [^\n]*-m tests/fixtures/tiny/A[^\n]*)\n(.*?)```", text, re.S)
+# "$ ..." blocks on the tiny model, and on the shipped model (no -m) when it is here
+blocks = re.findall(r"```[a-z]*\n(\$ [^\n]*\./attn-translate[^\n]*)\n(.*?)```", text, re.S)
+shipped = os.path.exists("models/en-fr/model.json")
+blocks = [(c, w) for c, w in blocks if "-m tests/fixtures/tiny/A" in c or (" -m " not in c and shipped)]
 bad = 0
 for cmd, want in blocks:
-    cmd = cmd[2:].replace("./attn-translate", sys.argv[1])
+    binary = sys.argv[1] if " -m " in cmd else sys.argv[1] + " -m models/en-fr"
+    cmd = cmd[2:].replace("./attn-translate", binary)
     got = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True).stdout
     if got.rstrip("\n") != want.rstrip("\n"):
         bad += 1
