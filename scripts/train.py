@@ -518,6 +518,15 @@ def evaluate(model, dev, dev_refs, sp, device, amp, ev, bleu_lines, amp_dev="cud
     return tot_loss / max(tot_tok, 1), bleu, [hyps[i] for i in sel[:3]]
 
 
+def export_checkpoint(ckpt, args):
+    """scripts/export.py of `ckpt` into --export with --export-dtype."""
+    spec = importlib.util.spec_from_file_location("at_export", os.path.join(HERE, "export.py"))
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    exp.export(ckpt, args.export, args.export_dtype)
+    log(f"exported {ckpt} -> {args.export} ({args.export_dtype})")
+
+
 def average_and_export(args):
     """--average-only: OUT/averaged.pt from the last --average checkpoints of OUT, then
     --export; no training (the end of a session of the campaign, docs/TRAINING.md)."""
@@ -527,11 +536,7 @@ def average_and_export(args):
     final = average_checkpoints(cks, os.path.join(args.out, "averaged.pt"))
     log(f"averaged {[os.path.basename(c) for c in cks]} -> {final}")
     if args.export:
-        spec = importlib.util.spec_from_file_location("at_export", os.path.join(HERE, "export.py"))
-        exp = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(exp)
-        exp.export(final, args.export, args.export_dtype)
-        log(f"exported {final} -> {args.export} ({args.export_dtype})")
+        export_checkpoint(final, args)
     return final
 
 
@@ -753,11 +758,7 @@ def train(args):
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump(state["history"], f, indent=1)
     if args.export:
-        spec = importlib.util.spec_from_file_location("at_export", os.path.join(HERE, "export.py"))
-        exp = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(exp)
-        exp.export(final, args.export, args.export_dtype)
-        log(f"exported {final} -> {args.export}")
+        export_checkpoint(final, args)
     return final
 
 
