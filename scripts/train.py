@@ -565,8 +565,27 @@ def allreduce_grads(model, n_tokens):
     return int(total)
 
 
+def _die_with_parent():
+    """A worker must not outlive the process that spawned it: a SIGTERM or SIGKILL of
+    train.py's parent (or of the session) would otherwise leave the workers training until
+    their --max-minutes. Linux: the kernel sends SIGTERM when the parent dies; the check
+    after it closes the race with a parent that died before prctl was called."""
+    import ctypes
+    import signal
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(rank, args, port):
     import torch.distributed as dist
+    _die_with_parent()
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=args.workers)
     try:
