@@ -3,7 +3,8 @@
 #   make              the library and ./attn-translate
 #   make test         every test; ends with "N passed, N failed"
 #   make asan-test    the same tests built with AddressSanitizer + UBSan
-#   make bench        speed and memory against the PyTorch reference (not a test)
+#   make bench        speed and memory against the PyTorch reference (not a test);
+#                     PEER_CT2=DIR adds CTranslate2 side by side (see the bench target)
 #   make install      PREFIX=/usr/local DESTDIR=
 
 .DEFAULT_GOAL := all
@@ -107,8 +108,14 @@ $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(BUILD)/libattn
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ifuzz $(LDFLAGS) $< fuzz/replay.c $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
 
+# make bench [PEER_CT2=DIR] [PEER_CT2_OPENBLAS=DIR] [PEERS="LABEL=DIR ..."] [BENCH_ARGS=...]
+# a CTranslate2 install prefix (DIR/bin/ct2-translator, DIR/lib) is run side by side,
+# one column per build; e.g. make bench PEER_CT2=DIR BENCH_ARGS=--peer-only (about 12 min)
+BENCH_PEERS = $(if $(PEER_CT2),--peer ct2=$(PEER_CT2)) \
+              $(if $(PEER_CT2_OPENBLAS),--peer ct2-openblas=$(PEER_CT2_OPENBLAS)) \
+              $(foreach p,$(PEERS),--peer $(p))
 bench: attn-translate
-	$(PYTHON) scripts/bench.py
+	$(PYTHON) scripts/bench.py $(BENCH_PEERS) $(BENCH_ARGS)
 
 MANDIR ?= $(PREFIX)/share/man
 
