@@ -297,58 +297,244 @@ void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float 
     q8_scalar(ws->xq, ws->xs, M, L, y);
 }
 
+/* ---- int8: quantizing and packing weights ------------------------------------------ */
+
+#if GEMM_X86
+AVX2_TARGET static float absmax_avx2(const float *x, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 mx = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= n; k += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+    float t[8], a = 0.0f;
+    _mm256_storeu_ps(t, mx);
+    for (int j = 0; j < 8; j++) a = t[j] > a ? t[j] : a;
+    for (; k < n; k++) a = fabsf(x[k]) > a ? fabsf(x[k]) : a;
+    return a;
+}
+
+/* q8(row[k], inv) for a finite row and a finite inv: vcvtps2dq rounds half to even as
+ * q8 does, and |row[k] · inv| <= 127 up to one rounding, so the bytes are q8's. */
+AVX2_TARGET static void q8_row_avx2(const float *row, int in, float inv, int8_t *dst) {
+    const __m256 vi = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    int k = 0;
+    for (; k + 8 <= in; k += 8) {
+        __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + k), vi));
+        q = _mm256_max_epi32(_mm256_min_epi32(q, hi), lo);
+        __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        _mm_storel_epi64((__m128i *)(void *)(dst + k), _mm_packs_epi16(w16, w16));
+    }
+    for (; k < in; k++) dst[k] = q8(row[k], inv);
+}
+#endif
+
+/* quantize_rows(offset 0) for weight rows, with the same bytes on every ISA. Rows whose
+ * inverse scale overflows (amax below ~4e-37) take the scalar path: there x · inv is
+ * ±inf or NaN, which only q8 maps as the scalar kernel does. */
+static void quantize_weight_rows(gemm_isa isa, const float *W, int nr, int in, int8_t *rows,
+                                 float *scale) {
+    int in4 = gemm_pad4(in);
+    for (int r = 0; r < nr; r++) {
+        const float *row = W + (size_t)r * in;
+        int8_t *dst = rows + (size_t)r * in4;
+#if GEMM_X86
+        float amax = isa >= GEMM_AVX2 ? absmax_avx2(row, in) : absmax(row, in);
+#else
+        float amax = absmax(row, in);
+#endif
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        scale[r] = amax / 127.0f;
+#if GEMM_X86
+        if (isa >= GEMM_AVX2 && inv < INFINITY) {
+            q8_row_avx2(row, in, inv, dst);
+        } else
+#endif
+            for (int k = 0; k < in; k++) dst[k] = q8(row[k], inv);
+        for (int k = in; k < in4; k++) dst[k] = 0;
+    }
+    (void)isa;
+}
+
+/* Lays out 16 quantized rows (rows: 16 x in4, zero past nr) as one packed block and
+ * sets qsum; scale[nr..16) = 0. */
+static void q8_lay_block(const int8_t *rows, int nr, int in4, int8_t *blk, float *scale,
+                         int32_t *qsum) {
+    for (int r = 0; r < 16; r++) {
+        int32_t sum = 0;
+        for (int k = 0; k < in4; k++) sum += rows[(size_t)r * in4 + k];
+        if (r >= nr) scale[r] = 0.0f;
+        qsum[r] = 128 * sum;
+    }
+    for (int k4 = 0; k4 < in4 / 4; k4++)
+        for (int r = 0; r < 16; r++)
+            memcpy(blk + ((size_t)k4 * 16 + r) * 4, rows + (size_t)r * in4 + 4 * k4, 4);
+}
+
+void gemm_q8_pack_block(gemm_isa isa, const float *W, int nr, int in, int8_t *blk, float *scale,
+                        int32_t *qsum, int8_t *rows) {
+    int in4 = gemm_pad4(in);
+    quantize_weight_rows(isa, W, nr, in, rows, scale);
+    memset(rows + (size_t)nr * in4, 0, (size_t)(16 - nr) * in4);
+    q8_lay_block(rows, nr, in4, blk, scale, qsum);
+}
+
 /* Packs 16 rows at a time: each row is quantized like an activation row (the same
- * bytes, as the same function), then the block is laid out 4 bytes per row per
- * group of 4 inputs. */
+ * bytes as quantize_rows), then the block is laid out 4 bytes per row per group of 4
+ * inputs. */
 int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float *scale,
                  int32_t *qsum) {
-    int out16 = gemm_pad16(out), in4 = gemm_pad4(in), K4 = in4 / 4;
+    int out16 = gemm_pad16(out), in4 = gemm_pad4(in);
     int8_t *rows = malloc((size_t)16 * in4);
     if (!rows) return -1;
     for (int n0 = 0; n0 < out16; n0 += 16) {
         int nr = out - n0 < 16 ? (out - n0 > 0 ? out - n0 : 0) : 16;
-#if GEMM_X86
-        if (isa == GEMM_AVX512) {
-            quantize_rows_avx512(W + (size_t)n0 * in, nr, in, (uint8_t *)rows, scale + n0);
-            for (size_t i = 0; i < (size_t)nr * in4; i++) /* back from the VNNI offset */
-                rows[i] = (int8_t)((uint8_t)rows[i] ^ 0x80u);
-        } else
-#endif
-            quantize_rows(W + (size_t)n0 * in, nr, in, rows, scale + n0, 0);
-        (void)isa;
-        memset(rows + (size_t)nr * in4, 0, (size_t)(16 - nr) * in4);
-        for (int r = 0; r < 16; r++) {
-            int32_t sum = 0;
-            for (int k = 0; k < in4; k++) sum += rows[(size_t)r * in4 + k];
-            if (r >= nr) scale[n0 + r] = 0.0f;
-            qsum[n0 + r] = 128 * sum;
-        }
-        int8_t *blk = q + (size_t)n0 * in4;
-        for (int k4 = 0; k4 < K4; k4++)
-            for (int r = 0; r < 16; r++)
-                memcpy(blk + ((size_t)k4 * 16 + r) * 4, rows + (size_t)r * in4 + 4 * k4, 4);
+        gemm_q8_pack_block(isa, W + (size_t)n0 * in, nr, in, q + (size_t)n0 * in4, scale + n0,
+                           qsum + n0, rows);
     }
     free(rows);
     return 0;
 }
 
-void gemm_q8_pack_rows(const int8_t *W, const float *wscale, int out, int in, int8_t *q,
-                       float *scale, int32_t *qsum) {
-    int out16 = gemm_pad16(out), in4 = gemm_pad4(in);
-    memset(q, 0, gemm_q8_bytes(out, in));
-    for (int n = 0; n < out16; n++) {
+void gemm_q8_pack_rows_block(const int8_t *W, const float *wscale, int nr, int in, int8_t *blk,
+                             float *scale, int32_t *qsum) {
+    int in4 = gemm_pad4(in);
+    memset(blk, 0, (size_t)16 * in4);
+    for (int r = 0; r < 16; r++) {
         int32_t sum = 0;
-        if (n < out) {
-            int8_t *dst = q + ((size_t)(n / 16) * (size_t)in4 * 16 + (size_t)(n % 16) * 4);
+        if (r < nr) {
+            int8_t *dst = blk + (size_t)r * 4;
             for (int k = 0; k < in; k++) {
-                int8_t v = W[(size_t)n * in + k];
+                int8_t v = W[(size_t)r * in + k];
                 dst[(size_t)(k / 4) * 64 + (size_t)(k % 4)] = v;
                 sum += v;
             }
         }
-        scale[n] = n < out ? wscale[n] : 0.0f;
-        qsum[n] = 128 * sum;
+        scale[r] = r < nr ? wscale[r] : 0.0f;
+        qsum[r] = 128 * sum;
     }
+}
+
+/* Checks one packed int8 block as stored in a file: no -128, zero padding (rows past
+ * nr, inputs past in); sets qsum. Returns the offset of the first bad byte, or -1. */
+#if GEMM_X86
+AVX2_TARGET static long q8_check_avx2(const int8_t *blk, int in4, int32_t *qsum) {
+    const __m256i bad = _mm256_set1_epi8((char)0x80), ones8 = _mm256_set1_epi8(1),
+                  ones16 = _mm256_set1_epi16(1);
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, any = s0;
+    for (int k4 = 0; k4 < in4 / 4; k4++) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(blk + (size_t)k4 * 64));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(blk + (size_t)k4 * 64 + 32));
+        any = _mm256_or_si256(any, _mm256_or_si256(_mm256_cmpeq_epi8(a, bad), _mm256_cmpeq_epi8(b, bad)));
+        /* vpmaddubsw(1, q): pairs of signed bytes, no saturation; vpmaddwd: the 4 of a row */
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, a), ones16));
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, b), ones16));
+    }
+    if (!_mm256_testz_si256(any, any)) return 0; /* located by the caller's scalar pass */
+    int32_t t[16];
+    _mm256_storeu_si256((__m256i *)(void *)t, s0);
+    _mm256_storeu_si256((__m256i *)(void *)(t + 8), s1);
+    for (int r = 0; r < 16; r++) qsum[r] = 128 * t[r];
+    return -1;
+}
+#endif
+
+long gemm_q8_check_block(gemm_isa isa, const int8_t *blk, int nr, int in, int32_t *qsum) {
+    int in4 = gemm_pad4(in);
+    for (int r = 0; r < 16; r++) /* padding: rows past nr, inputs past in */
+        for (int k = r < nr ? in : 0; k < in4; k++) {
+            size_t at = (size_t)(k / 4) * 64 + (size_t)r * 4 + (size_t)(k % 4);
+            if (blk[at]) return (long)at;
+        }
+#if GEMM_X86
+    if (isa >= GEMM_AVX2 && q8_check_avx2(blk, in4, qsum) < 0) return -1;
+#endif
+    (void)isa;
+    int32_t sum[16] = {0};
+    for (size_t i = 0; i < (size_t)16 * in4; i++) {
+        if (blk[i] == -128) return (long)i;
+        sum[(i / 4) % 16] += blk[i];
+    }
+    for (int r = 0; r < 16; r++) qsum[r] = 128 * sum[r];
+    return -1;
+}
+
+/* ---- checks of stored values ---------------------------------------------------------- */
+
+#if GEMM_X86
+AVX2_TARGET static int any_nonfinite_avx2(const uint32_t *u, size_t n) {
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    size_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(u + k));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(u + k + 8));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(u + k + 16));
+        __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(u + k + 24));
+        a = _mm256_cmpeq_epi32(_mm256_and_si256(a, e), e);
+        b = _mm256_cmpeq_epi32(_mm256_and_si256(b, e), e);
+        c = _mm256_cmpeq_epi32(_mm256_and_si256(c, e), e);
+        d = _mm256_cmpeq_epi32(_mm256_and_si256(d, e), e);
+        bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d)));
+    }
+    int r = !_mm256_testz_si256(bad, bad);
+    for (; k < n; k++) r |= (u[k] & 0x7f800000u) == 0x7f800000u;
+    return r;
+}
+
+AVX2_TARGET static int any_nonfinite_half_avx2(const uint16_t *h, size_t n) {
+    const __m256i e = _mm256_set1_epi16(0x7c00);
+    __m256i bad = _mm256_setzero_si256();
+    size_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(h + k));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(h + k + 16));
+        a = _mm256_cmpeq_epi16(_mm256_and_si256(a, e), e);
+        b = _mm256_cmpeq_epi16(_mm256_and_si256(b, e), e);
+        bad = _mm256_or_si256(bad, _mm256_or_si256(a, b));
+    }
+    int r = !_mm256_testz_si256(bad, bad);
+    for (; k < n; k++) r |= (h[k] & 0x7c00u) == 0x7c00u;
+    return r;
+}
+#endif
+
+/* Blocks of 4,096 are tested branch-free first; only a block with a bad value is
+ * searched for the first one. */
+size_t gemm_first_nonfinite(gemm_isa isa, const float *p, size_t n) {
+    const uint32_t *u = (const uint32_t *)(const void *)p;
+    for (size_t b = 0; b < n; b += 4096) {
+        size_t e = n - b < 4096 ? n : b + 4096, k;
+        int bad = 0;
+#if GEMM_X86
+        if (isa >= GEMM_AVX2)
+            bad = any_nonfinite_avx2(u + b, e - b);
+        else
+#endif
+            for (k = b; k < e; k++) bad |= (u[k] & 0x7f800000u) == 0x7f800000u;
+        if (bad)
+            for (k = b; k < e; k++)
+                if ((u[k] & 0x7f800000u) == 0x7f800000u) return k;
+    }
+    (void)isa;
+    return n;
+}
+
+size_t gemm_first_nonfinite_half(gemm_isa isa, const uint16_t *h, size_t n) {
+    for (size_t b = 0; b < n; b += 4096) {
+        size_t e = n - b < 4096 ? n : b + 4096, k;
+        int bad = 0;
+#if GEMM_X86
+        if (isa >= GEMM_AVX2)
+            bad = any_nonfinite_half_avx2(h + b, e - b);
+        else
+#endif
+            for (k = b; k < e; k++) bad |= (h[k] & 0x7c00u) == 0x7c00u;
+        if (bad)
+            for (k = b; k < e; k++)
+                if ((h[k] & 0x7c00u) == 0x7c00u) return k;
+    }
+    (void)isa;
+    return n;
 }
 
 /* ---- f32 and f16 ----------------------------------------------------------------- */
@@ -440,7 +626,7 @@ size_t gemm_to_half(gemm_isa isa, const float *f, size_t n, uint16_t *h) {
     return n;
 }
 
-static void widen(gemm_isa isa, const uint16_t *h, size_t n, float *out) {
+void gemm_widen(gemm_isa isa, const uint16_t *h, size_t n, float *out) {
 #if GEMM_X86
     if (isa >= GEMM_AVX2) {
         widen_f16c(h, n, out);
@@ -486,7 +672,7 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
     /* f16, many rows: widen GEMM_WIDE_ROWS weight rows at a time */
     for (int n0 = 0; n0 < L->out; n0 += GEMM_WIDE_ROWS) {
         int nr = L->out - n0 < GEMM_WIDE_ROWS ? L->out - n0 : GEMM_WIDE_ROWS;
-        widen(isa, L->h + (size_t)n0 * L->in, (size_t)nr * L->in, ws->wide);
+        gemm_widen(isa, L->h + (size_t)n0 * L->in, (size_t)nr * L->in, ws->wide);
         sgemm_rows(x, M, L, ws->wide, n0, nr, y);
     }
 }

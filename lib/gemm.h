@@ -46,15 +46,33 @@ size_t gemm_q8_bytes(int out, int in);
 int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float *scale,
                  int32_t *qsum);
 
+/* One 16-row block of gemm_q8_pack: rows W[0, nr) (nr <= 16) quantized into the packed
+ * block `blk` (16 * pad4(in) bytes), scale[0, 16) and qsum[0, 16) (padding rows: scale 0,
+ * q 0). `rows` is scratch of 16 * pad4(in) bytes. The bytes do not depend on `isa`. */
+void gemm_q8_pack_block(gemm_isa isa, const float *W, int nr, int in, int8_t *blk, float *scale,
+                        int32_t *qsum, int8_t *rows);
+
+/* Packs int8 weights already quantized, as an i8 model file stores them (row-major,
+ * |w| <= 127, with per-row scales), one block: rows W[0, nr), scales wscale[0, nr). */
+void gemm_q8_pack_rows_block(const int8_t *W, const float *wscale, int nr, int in, int8_t *blk,
+                             float *scale, int32_t *qsum);
+
+/* Checks one packed int8 block read from a file (rows [0, nr) real, the rest padding):
+ * no byte is -128 and every padding byte (rows past nr, inputs past in) is 0. Sets
+ * qsum[0, 16). Returns -1, or the offset in the block of the first bad byte. */
+long gemm_q8_check_block(gemm_isa isa, const int8_t *blk, int nr, int in, int32_t *qsum);
+
+/* Index of the first NaN or infinity in p[0, n) (f32 or IEEE half bits), or n. */
+size_t gemm_first_nonfinite(gemm_isa isa, const float *p, size_t n);
+size_t gemm_first_nonfinite_half(gemm_isa isa, const uint16_t *h, size_t n);
+
+/* IEEE half to float, exactly (F16C where the CPU has it). */
+void gemm_widen(gemm_isa isa, const uint16_t *h, size_t n, float *out);
+
 /* Rounds n finite floats to IEEE half (nearest even; F16C where the CPU has it, the
  * same bits as at_float_to_half). Returns the index of the first value that
  * overflowed to infinity, or n. */
 size_t gemm_to_half(gemm_isa isa, const float *f, size_t n, uint16_t *h);
-
-/* Packs int8 weights already quantized (row-major W (out, in), |w| <= 127, and their
- * per-row scales, as stored in an i8 model file) into the layout above. */
-void gemm_q8_pack_rows(const int8_t *W, const float *wscale, int out, int in, int8_t *q,
-                       float *scale, int32_t *qsum);
 
 /* Packed f32 / f16 weights for the AVX2 kernels: (out, in) padded to out16 rows and
  * stored as [out16 / 16][in][16], so each step over k reads 16 consecutive outputs'

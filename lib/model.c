@@ -39,9 +39,11 @@ typedef struct expected {
     int64_t shape[2];
     const float **slot; /* where the f32 pointer goes */
     at_lin *lin;        /* the linear layer whose weight matrix (or scales) this is */
+    at_emb *emb;        /* the embedding this is */
     int scale_of;       /* >= 0: the optional per-row scales of entry scale_of (i8) */
+    int optional;       /* may be absent: a tied model's int8 output projection (v2) */
     int seen;
-    int f16, i8;
+    int f16, i8, packed;
     uint64_t offset, nbytes;
 } expected;
 
@@ -135,13 +137,17 @@ static at_status build_table(at_model *m, table *t, at_error *err) {
     at_status s;
     char p[64];
     if (c->shared_embeddings) {
-        s = table_add(t, &m->enc_embed, V, d, err, "shared.weight");
+        s = table_add(t, NULL, V, d, err, "shared.weight");
+        if (!s) t->e[t->n - 1].emb = &m->enc_embed;
     } else {
-        s = table_add(t, &m->enc_embed, V, d, err, "encoder.embed_tokens.weight");
-        if (!s) s = table_add(t, &m->dec_embed, V, d, err, "decoder.embed_tokens.weight");
+        s = table_add(t, NULL, V, d, err, "encoder.embed_tokens.weight");
+        if (!s) t->e[t->n - 1].emb = &m->enc_embed;
+        if (!s) s = table_add(t, NULL, V, d, err, "decoder.embed_tokens.weight");
+        if (!s) t->e[t->n - 1].emb = &m->dec_embed;
     }
     m->lm_head.out = (int)V, m->lm_head.in = (int)d;
-    if (!s && !c->tied_lm_head) s = add_lin_weight(t, &m->lm_head, V, d, "lm_head.weight", err);
+    if (!s) s = add_lin_weight(t, &m->lm_head, V, d, "lm_head.weight", err);
+    if (!s && c->tied_lm_head) t->e[t->n - 2].optional = t->e[t->n - 1].optional = 1;
     if (!s) s = table_add(t, &m->lm_head.b, V, 0, err, "final_logits_bias");
     for (int i = 0; !s && i < c->encoder_layers; i++) {
         at_enc_layer *L = &m->enc[i];
@@ -216,10 +222,11 @@ static at_status parse_config(at_model *m, const cJSON *root, const char *file,
     int64_t version;
     if (!json_int(cJSON_GetObjectItemCaseSensitive(root, "version"), 0, INT32_MAX, &version))
         return at_fail(err, AT_ERR_FORMAT, "%s: \"version\" is missing or not an integer", file);
-    if (version != 1)
+    if (version != 1 && version != 2)
         return at_fail(err, AT_ERR_FORMAT,
-                       "%s: format version %lld is not supported (this build reads version 1)",
+                       "%s: format version %lld is not supported (this build reads versions 1 and 2)",
                        file, (long long)version);
+    m->version = (int)version;
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architecture");
     if (!cJSON_IsString(arch) || strcmp(arch->valuestring, "marian") != 0)
         return at_fail(err, AT_ERR_FORMAT, "%s: \"architecture\" must be \"marian\"", file);
@@ -368,21 +375,6 @@ uint16_t at_float_to_half(float f) {
     return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
 }
 
-/* Index of the first NaN or infinity in p[0, n), or n. Blocks are scanned with a
- * branch-free (vectorisable) exponent test first. */
-static size_t first_nonfinite(const float *p, size_t n) {
-    const uint32_t *u = (const uint32_t *)(const void *)p;
-    for (size_t b = 0; b < n; b += 4096) {
-        size_t e = n - b < 4096 ? n : b + 4096;
-        uint32_t bad = 0;
-        for (size_t k = b; k < e; k++) bad |= (uint32_t)((u[k] & 0x7f800000u) == 0x7f800000u);
-        if (bad)
-            for (size_t k = b; k < e; k++)
-                if (!isfinite(p[k])) return k;
-    }
-    return n;
-}
-
 /* malloc whose block the model frees */
 static void *owned_alloc(at_model *m, size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
@@ -399,157 +391,434 @@ static void release_range(at_model *m, uint64_t off, uint64_t n) {
     if (b > a) madvise((char *)m->map + a, (size_t)(b - a), MADV_DONTNEED);
 }
 
-/* Gives a linear layer its compute-dtype weights from its f32 ones. */
-#define NO_MAP UINT64_MAX
-#define CHUNK_ROWS 1024 /* a multiple of 16: whole int8 blocks */
+/* ---- linear layers: checked, then used in place or converted ---------------------
+ *
+ * A weight matrix is read 16 rows (one packed block) at a time: the block's stored
+ * values are checked (finite, -127..127, zero padding), then converted to the compute
+ * form while they are in cache, and the mapped pages are given back to the kernel
+ * every CHUNK_ROWS rows. When the stored form is the compute form (a packed16 file
+ * for the packed kernels, a row-major one without AVX2) the weights are used in place
+ * in the mapping: loading is then the checks alone. */
 
-/* Gives a linear layer its compute-dtype weights from its f32 ones, CHUNK_ROWS rows at
- * a time. When the f32 rows lie in the mapping (at byte `map_off`; NO_MAP otherwise)
- * each chunk's pages are dropped once converted, so the f32 matrix is never resident
- * whole. */
-static at_status convert_lin(at_model *m, at_lin *L, const char *path, const char *name,
-                             uint64_t map_off, at_error *err) {
-    size_t in = (size_t)L->in;
-    gemm_isa isa = (gemm_isa)m->isa;
-    uint16_t *h = NULL;
-    int8_t *q = NULL;
-    float *scale = NULL;
-    int32_t *qsum = NULL;
-    if (m->wtype == AT_W_F16) {
-        h = owned_alloc(m, (size_t)L->out * in * sizeof *h);
-        if (!h) return at_fail(err, AT_ERR_NOMEM, "out of memory converting '%s' to f16", name);
-    } else {
-        size_t rows = (size_t)gemm_pad16(L->out);
-        q = owned_alloc(m, gemm_q8_bytes(L->out, L->in));
-        scale = owned_alloc(m, rows * sizeof *scale);
-        qsum = owned_alloc(m, rows * sizeof *qsum);
-        if (!q || !scale || !qsum)
-            return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
+#define CHUNK_ROWS 1024 /* a multiple of 16 */
+
+/* What a linear layer's weights become for the model's dtype and kernels. */
+typedef enum { T_PF32, T_RF32, T_PF16, T_RF16, T_Q8 } target;
+
+static target lin_target(const at_model *m) {
+    int packed = m->isa >= GEMM_AVX2;
+    if (m->wtype == AT_W_INT8) return T_Q8;
+    if (m->wtype == AT_W_F16) return packed ? T_PF16 : T_RF16;
+    return packed ? T_PF32 : T_RF32;
+}
+
+/* The stored form is the compute form. */
+static int in_place(target tg, const expected *x) {
+    int f32 = !x->f16 && !x->i8;
+    switch (tg) {
+    case T_PF32: return f32 && x->packed;
+    case T_RF32: return f32 && !x->packed;
+    case T_PF16: return x->f16 && x->packed;
+    case T_RF16: return x->f16 && !x->packed;
+    case T_Q8: return x->i8 && x->packed;
     }
-    for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) {
-        int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
-        const float *w = L->w + (size_t)r0 * in;
-        size_t n = (size_t)nr * in, k = first_nonfinite(w, n);
-        if (k < n)
-            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at "
-                           "element %zu", path, name, (size_t)r0 * in + k);
-        if (h) {
-            k = gemm_to_half(isa, w, n, h + (size_t)r0 * in);
-            if (k < n)
-                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (%g) overflows "
-                               "f16; load it as f32 or int8", path, name, (size_t)r0 * in + k,
-                               (double)w[k]);
-        } else if (gemm_q8_pack(isa, w, nr, L->in, q + (size_t)r0 * (size_t)gemm_pad4(L->in),
-                                scale + r0, qsum + r0)) {
-            return at_fail(err, AT_ERR_NOMEM, "out of memory quantizing '%s' to int8", name);
-        }
-        if (map_off != NO_MAP) release_range(m, map_off + (uint64_t)r0 * in * 4, (uint64_t)n * 4);
+    return 0;
+}
+
+/* Bytes of the arena that lin_convert takes for L (64 of slack per block taken). */
+static size_t lin_bytes(const at_lin *L, target tg, const expected *x) {
+    size_t out16 = (size_t)gemm_pad16(L->out), in = (size_t)L->in, out = (size_t)L->out;
+    size_t n = tg == T_Q8 ? 2 * (out16 * 4 + 64) : 0; /* scales and row sums */
+    if (in_place(tg, x)) return n;
+    switch (tg) {
+    case T_PF32: return out16 * in * 4 + 64;
+    case T_RF32: return out * in * 4 + 64;
+    case T_PF16: return out16 * in * 2 + 64;
+    case T_RF16: return out * in * 2 + 64;
+    case T_Q8: return n + gemm_q8_bytes(L->out, L->in) + 64;
     }
-    if (h) L->h = h;
-    else L->q = q, L->qscale = scale, L->qsum = qsum;
+    return 0;
+}
+
+typedef struct loader {
+    at_model *m;
+    const unsigned char *base; /* the mapping */
+    const char *path;          /* model.bin, for messages */
+    char *at, *end;            /* the unused part of the arena */
+    float *R;                  /* scratch: 16 rows as f32 */
+    uint16_t *H;               /* scratch: 16 rows as half */
+    int8_t *Q;                 /* scratch: 16 quantized rows */
+    int32_t qsum[16];          /* row sums of the last packed i8 block checked */
+} loader;
+
+/* One anonymous mapping for every converted weight, aligned to 2 MiB and offered
+ * transparent huge pages when it spans several: far fewer page faults than malloc'd
+ * blocks, and fewer TLB misses in the kernels. */
+static at_status arena_reserve(loader *ld, size_t bytes, at_error *err) {
+    const size_t huge = (size_t)2 << 20;
+    if (!bytes) return AT_OK;
+    void *p = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return at_fail(err, AT_ERR_NOMEM, "out of memory (%zu MiB for the weights)", bytes >> 20);
+    ld->m->arena_map = p;
+    ld->m->arena_map_len = bytes + huge;
+    ld->at = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    ld->end = ld->at + bytes;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= 2 * huge) madvise(ld->at, bytes / huge * huge, MADV_HUGEPAGE);
+#endif
     return AT_OK;
 }
 
-/* An i8 weight from the file: packed as it is for int8 compute; otherwise widened to
- * float32(q) * scale (then narrowed to half for f16 compute). */
-static at_status convert_i8(at_model *m, at_lin *L, const char *path, const char *name,
-                            at_error *err) {
-    size_t numel = (size_t)L->out * (size_t)L->in;
-    if (m->wtype == AT_W_INT8) {
-        size_t rows = (size_t)gemm_pad16(L->out);
-        int8_t *q = owned_alloc(m, gemm_q8_bytes(L->out, L->in));
-        float *scale = owned_alloc(m, rows * sizeof *scale);
-        int32_t *qsum = owned_alloc(m, rows * sizeof *qsum);
-        if (!q || !scale || !qsum)
-            return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
-        gemm_q8_pack_rows(L->qfile, L->wscale, L->out, L->in, q, scale, qsum);
-        L->q = q, L->qscale = scale, L->qsum = qsum;
+static void *arena_take(loader *ld, size_t bytes) {
+    char *p = (char *)(((uintptr_t)ld->at + 63) & ~(uintptr_t)63);
+    if (!ld->at || p > ld->end || (size_t)(ld->end - p) < bytes) return NULL; /* not planned */
+    ld->at = p + bytes;
+    return p;
+}
+
+static size_t esize_of(const expected *x) { return x->i8 ? 1 : x->f16 ? 2 : 4; }
+
+/* Bytes of rows [r0, r0 + 16) of x, an (out, in) matrix, from the start of the tensor. */
+static size_t block_at(const expected *x, size_t in, size_t r0) {
+    return r0 * (x->i8 && x->packed ? (size_t)gemm_pad4((int)in) : in) * esize_of(x);
+}
+
+/* Element (row-major index) of value i of the packed16 f32 / f16 block at row r0. */
+static size_t packed_elem(size_t r0, size_t in, size_t i) { return (r0 + i % 16) * in + i / 16; }
+
+/* Checks the stored values of rows [r0, r0 + nr) of x, an (out, in) matrix (the whole
+ * 16-row block, padding included, when it is packed16). */
+static at_status check_block(loader *ld, const expected *x, size_t in, size_t r0, int nr,
+                             at_error *err) {
+    gemm_isa isa = (gemm_isa)ld->m->isa;
+    const unsigned char *src = ld->base + x->offset + block_at(x, in, r0);
+    if (x->i8 && x->packed) {
+        const int8_t *blk = (const int8_t *)(const void *)src;
+        long at = gemm_q8_check_block(isa, blk, nr, (int)in, ld->qsum);
+        size_t r = (size_t)at / 4 % 16, k = (size_t)at / 64 * 4 + (size_t)at % 4;
+        if (at >= 0 && (int)r < nr && k < in)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds -128 at element %zu (i8 "
+                           "weights lie in -127..127)", ld->path, x->name, (r0 + r) * in + k);
+        if (at >= 0)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' (packed16) has a nonzero padding "
+                           "byte at offset %zu", ld->path, x->name,
+                           block_at(x, in, r0) + (size_t)at);
         return AT_OK;
     }
-    int temp = m->wtype == AT_W_F16;
-    float *w = temp ? malloc(numel * sizeof *w) : owned_alloc(m, numel * sizeof *w);
-    if (!w) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", name);
-    for (size_t r = 0; r < (size_t)L->out; r++)
-        for (size_t k = 0; k < (size_t)L->in; k++)
-            w[r * L->in + k] = (float)L->qfile[r * L->in + k] * L->wscale[r];
-    L->w = w;
-    at_status s = AT_OK;
-    if (temp) {
-        s = convert_lin(m, L, path, name, NO_MAP, err);
-        free(w);
-        L->w = NULL;
+    if (x->i8) {
+        const int8_t *q = (const int8_t *)(const void *)src;
+        for (size_t k = 0; k < (size_t)nr * in; k++)
+            if (q[k] == -128)
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds -128 at element %zu (i8 "
+                               "weights lie in -127..127)", ld->path, x->name, r0 * in + k);
+        return AT_OK;
     }
-    return s;
-}
-
-/* Frees an owned block early (its slot is cleared). */
-static void owned_free(at_model *m, const void *p) {
-    for (int i = 0; i < m->n_owned; i++)
-        if (m->owned[i] == p) {
-            free(m->owned[i]);
-            m->owned[i] = NULL;
-        }
-}
-
-/* Drops the mapped pages under [p, p + bytes) if p lies in the mapping. */
-static void release_ptr(at_model *m, const void *p, size_t bytes) {
-    const char *c = p, *b = m->map;
-    if (c >= b && c < b + m->map_len) release_range(m, (uint64_t)(c - b), bytes);
-}
-
-/* f32 and f16 compute with AVX2: each linear layer's weights repacked once for the
- * packed kernels (gemm.h), 1,024 rows at a time; the row-major source is released
- * (mapped pages) or freed (owned) as it is consumed. */
-static at_status pack_lin(at_model *m, at_lin *L, const char *name, at_error *err) {
-    int half = m->wtype == AT_W_F16;
-    size_t in = (size_t)L->in, es = half ? sizeof *L->h : sizeof *L->w;
-    const char *src = half ? (const char *)L->h : (const char *)L->w;
-    char *p = owned_alloc(m, gemm_packed_elems(L->out, L->in) * es);
-    if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory packing '%s'", name);
-    for (int r0 = 0; r0 < L->out; r0 += CHUNK_ROWS) { /* r0 is a multiple of 16 */
-        int nr = L->out - r0 < CHUNK_ROWS ? L->out - r0 : CHUNK_ROWS;
-        size_t at = (size_t)r0 * in * es;
-        if (half)
-            gemm_pack_f16((const uint16_t *)(const void *)(src + at), nr, L->in,
-                          (uint16_t *)(void *)(p + at));
-        else
-            gemm_pack_f32((const float *)(const void *)(src + at), nr, L->in,
-                          (float *)(void *)(p + at));
-        release_ptr(m, src + at, (size_t)nr * in * es);
-    }
-    if (half) {
-        owned_free(m, L->h); /* a no-op when it lies in the mapping */
-        L->h = NULL;
-        L->ph = (const uint16_t *)(const void *)p;
-    } else {
-        L->pw = (const float *)(const void *)p;
-    }
+    size_t es = esize_of(x), n = (x->packed ? 16 : (size_t)nr) * in, k;
+    if (x->packed && nr < 16) /* padding lanes: every byte 0 */
+        for (size_t kk = 0; kk < in; kk++)
+            for (size_t b = (size_t)nr * es; b < 16 * es; b++)
+                if (src[kk * 16 * es + b])
+                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' (packed16) has a nonzero "
+                                   "padding byte at offset %zu", ld->path, x->name,
+                                   block_at(x, in, r0) + kk * 16 * es + b);
+    k = x->f16 ? gemm_first_nonfinite_half(isa, (const uint16_t *)(const void *)src, n)
+               : gemm_first_nonfinite(isa, (const float *)(const void *)src, n);
+    if (k < n)
+        return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %zu",
+                       ld->path, x->name, x->packed ? packed_elem(r0, in, k) : r0 * in + k);
     return AT_OK;
 }
 
-static at_status pack_all(at_model *m, at_error *err) {
-    if (m->isa < GEMM_AVX2 || m->wtype == AT_W_INT8) return AT_OK;
-    at_status s = AT_OK;
-    for (int l = 0; !s && l < m->cfg.encoder_layers; l++) {
+/* Rows [r0, r0 + nr) of x (checked) as row-major float32: in the mapping when they are
+ * stored so, else widened, unpacked or dequantized (float32(q) · scale) into ld->R. */
+static at_status rows_f32(loader *ld, const expected *x, const float *wscale, size_t in,
+                          size_t r0, int nr, const float **out, at_error *err) {
+    const unsigned char *src = ld->base + x->offset + block_at(x, in, r0);
+    float *R = ld->R;
+    size_t n = (size_t)nr * in;
+    if (!x->f16 && !x->i8 && !x->packed) {
+        *out = (const float *)(const void *)src;
+        return AT_OK;
+    }
+    if (x->f16 && !x->packed) {
+        gemm_widen((gemm_isa)ld->m->isa, (const uint16_t *)(const void *)src, n, R);
+    } else if (!x->i8) {
+        const float *f = (const float *)(const void *)src;
+        const uint16_t *h = (const uint16_t *)(const void *)src;
+        for (size_t r = 0; r < (size_t)nr; r++)
+            for (size_t k = 0; k < in; k++)
+                R[r * in + k] = x->f16 ? at_half_to_float(h[k * 16 + r]) : f[k * 16 + r];
+    } else {
+        const int8_t *q = (const int8_t *)(const void *)src;
+        for (size_t r = 0; r < (size_t)nr; r++)
+            for (size_t k = 0; k < in; k++) {
+                int8_t v = x->packed ? q[k / 4 * 64 + r * 4 + k % 4] : q[r * in + k];
+                R[r * in + k] = (float)v * wscale[r0 + r];
+            }
+        size_t k = gemm_first_nonfinite((gemm_isa)ld->m->isa, R, n);
+        if (k < n)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu (q x scale) overflows "
+                           "f32", ld->path, x->name, r0 * in + k);
+    }
+    *out = R;
+    return AT_OK;
+}
+
+static at_status half_overflow(loader *ld, const expected *x, size_t elem, at_error *err) {
+    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' element %zu overflows f16; load it as f32 "
+                   "or int8", ld->path, x->name, elem);
+}
+
+/* Gives L its compute-form weights from the stored tensor x (wscale: its scales when
+ * i8). `release`: drop x's mapped pages as they are consumed. With x == NULL-like use
+ * (check_only), the tensor is only checked (the int8 output projection of a tied model
+ * computing in f32 or f16). */
+static at_status lin_convert(loader *ld, at_lin *L, const expected *x, const float *wscale,
+                             int check_only, at_error *err) {
+    at_model *m = ld->m;
+    gemm_isa isa = (gemm_isa)m->isa;
+    target tg = lin_target(m);
+    int ip = !check_only && in_place(tg, x);
+    size_t in = (size_t)L->in, out = (size_t)L->out, out16 = (size_t)gemm_pad16(L->out),
+           in4 = (size_t)gemm_pad4(L->in);
+    const unsigned char *src = ld->base + x->offset;
+    float *pw = NULL, *w = NULL, *scale = NULL;
+    uint16_t *ph = NULL, *h = NULL;
+    int8_t *q = NULL;
+    int32_t *qsum = NULL;
+    if (!check_only) {
+        if (tg == T_Q8) {
+            scale = arena_take(ld, out16 * sizeof *scale);
+            qsum = arena_take(ld, out16 * sizeof *qsum);
+            if (!ip) q = arena_take(ld, gemm_q8_bytes(L->out, L->in));
+            if (!scale || !qsum || (!ip && !q)) goto nomem;
+        } else if (!ip) {
+            void *p = arena_take(ld, (tg == T_PF32 || tg == T_PF16 ? out16 : out) * in *
+                                         (tg == T_PF32 || tg == T_RF32 ? 4 : 2));
+            if (!p) goto nomem;
+            if (tg == T_PF32) pw = p;
+            else if (tg == T_RF32) w = p;
+            else if (tg == T_PF16) ph = p;
+            else h = p;
+        }
+    }
+    size_t released = 0;
+    for (size_t r0 = 0; r0 < out; r0 += 16) {
+        int nr = out - r0 < 16 ? (int)(out - r0) : 16;
+        at_status s = check_block(ld, x, in, r0, nr, err);
+        if (s) return s;
+        const float *R = NULL;
+        size_t k, n = (size_t)nr * in;
+        if (check_only || ip) {
+            /* nothing to convert */
+        } else if (tg == T_PF32 && x->f16 && x->packed) { /* same layout: widen */
+            gemm_widen(isa, (const uint16_t *)(const void *)src + r0 * in, 16 * in, pw + r0 * in);
+        } else if (tg == T_PF16 && x->f16) { /* rows of half: pack */
+            gemm_pack_f16((const uint16_t *)(const void *)src + r0 * in, nr, (int)in, ph + r0 * in);
+        } else if (tg == T_PF16 && x->packed && !x->i8) { /* same layout: narrow */
+            k = gemm_to_half(isa, (const float *)(const void *)src + r0 * in, 16 * in, ph + r0 * in);
+            if (k < 16 * in) return half_overflow(ld, x, packed_elem(r0, in, k), err);
+        } else if (tg == T_Q8 && x->i8) { /* rows of int8: lay out */
+            gemm_q8_pack_rows_block((const int8_t *)(const void *)src + r0 * in, wscale + r0, nr,
+                                    (int)in, q + r0 * in4, scale + r0, qsum + r0);
+        } else {
+            if ((s = rows_f32(ld, x, wscale, in, r0, nr, &R, err))) return s;
+            switch (tg) {
+            case T_PF32: gemm_pack_f32(R, nr, (int)in, pw + r0 * in); break;
+            case T_RF32: memcpy(w + r0 * in, R, n * sizeof *R); break;
+            case T_PF16:
+                if ((k = gemm_to_half(isa, R, n, ld->H)) < n)
+                    return half_overflow(ld, x, r0 * in + k, err);
+                gemm_pack_f16(ld->H, nr, (int)in, ph + r0 * in);
+                break;
+            case T_RF16:
+                if ((k = gemm_to_half(isa, R, n, h + r0 * in)) < n)
+                    return half_overflow(ld, x, r0 * in + k, err);
+                break;
+            case T_Q8:
+                gemm_q8_pack_block(isa, R, nr, (int)in, q + r0 * in4, scale + r0, qsum + r0, ld->Q);
+                break;
+            }
+        }
+        if (ip && tg == T_Q8) {
+            memcpy(qsum + r0, ld->qsum, sizeof ld->qsum);
+            for (int r = 0; r < 16; r++) scale[r0 + r] = r < nr ? wscale[r0 + r] : 0.0f;
+        }
+        size_t done = block_at(x, in, r0 + 16 < out ? r0 + 16 : out16);
+        if (!ip && ((r0 + 16) % CHUNK_ROWS == 0 || r0 + 16 >= out)) {
+            if (!x->packed && r0 + 16 >= out) done = x->nbytes;
+            release_range(m, x->offset + released, done - released);
+            released = done;
+        }
+    }
+    if (check_only) return AT_OK;
+    switch (tg) {
+    case T_PF32: L->pw = ip ? (const float *)(const void *)src : pw; break;
+    case T_RF32: L->w = ip ? (const float *)(const void *)src : w; break;
+    case T_PF16: L->ph = ip ? (const uint16_t *)(const void *)src : ph; break;
+    case T_RF16: L->h = ip ? (const uint16_t *)(const void *)src : h; break;
+    case T_Q8:
+        L->q = ip ? (const int8_t *)(const void *)src : q;
+        L->qscale = scale, L->qsum = qsum;
+        break;
+    }
+    return AT_OK;
+nomem:
+    return at_fail(err, AT_ERR_NOMEM, "out of memory converting '%s'", x->name);
+}
+
+/* The model's linear layers, in computation order. Returns how many. */
+static int all_lins(at_model *m, at_lin **lins) {
+    int n = 0;
+    for (int l = 0; l < m->cfg.encoder_layers; l++) {
         at_enc_layer *E = &m->enc[l];
-        at_lin *lins[6] = {&E->self_attn.q, &E->self_attn.k, &E->self_attn.v, &E->self_attn.o,
-                           &E->ffn.fc1, &E->ffn.fc2};
-        for (int i = 0; !s && i < 6; i++) s = pack_lin(m, lins[i], "an encoder layer", err);
+        at_lin *a[6] = {&E->self_attn.q, &E->self_attn.k, &E->self_attn.v, &E->self_attn.o,
+                        &E->ffn.fc1, &E->ffn.fc2};
+        for (int i = 0; i < 6; i++) lins[n++] = a[i];
     }
-    for (int l = 0; !s && l < m->cfg.decoder_layers; l++) {
+    for (int l = 0; l < m->cfg.decoder_layers; l++) {
         at_dec_layer *D = &m->dec[l];
-        at_lin *lins[10] = {&D->self_attn.q,  &D->self_attn.k,  &D->self_attn.v,
-                            &D->self_attn.o,  &D->cross_attn.q, &D->cross_attn.k,
-                            &D->cross_attn.v, &D->cross_attn.o, &D->ffn.fc1, &D->ffn.fc2};
-        for (int i = 0; !s && i < 10; i++) s = pack_lin(m, lins[i], "a decoder layer", err);
+        at_lin *a[10] = {&D->self_attn.q,  &D->self_attn.k,  &D->self_attn.v, &D->self_attn.o,
+                         &D->cross_attn.q, &D->cross_attn.k, &D->cross_attn.v,
+                         &D->cross_attn.o, &D->ffn.fc1,      &D->ffn.fc2};
+        for (int i = 0; i < 10; i++) lins[n++] = a[i];
     }
-    if (!s) s = pack_lin(m, &m->lm_head, "lm_head", err);
-    return s;
+    lins[n++] = &m->lm_head;
+    return n;
 }
 
 static int cmp_range(const void *a, const void *b) {
     const expected *x = *(const expected *const *)a, *y = *(const expected *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Checks an embedding, a layer norm or a bias and points the model at it (f16 layer
+ * norms and biases are widened: they are small). Embeddings are used as stored. */
+static at_status plain_tensor(loader *ld, expected *x, at_error *err) {
+    at_model *m = ld->m;
+    const unsigned char *src = ld->base + x->offset;
+    if (x->emb) {
+        size_t V = (size_t)x->shape[0], d = (size_t)x->shape[1], released = 0;
+        for (size_t r0 = 0; r0 < V; r0 += 16) {
+            at_status s = check_block(ld, x, d, r0, V - r0 < 16 ? (int)(V - r0) : 16, err);
+            if (s) return s;
+            size_t done = r0 + 16 >= V ? x->nbytes : block_at(x, d, r0 + 16);
+            if ((r0 + 16) % CHUNK_ROWS == 0 || r0 + 16 >= V) { /* looked-up rows fault back */
+                release_range(m, x->offset + released, done - released);
+                released = done;
+            }
+        }
+        return AT_OK;
+    }
+    size_t numel = x->nbytes / esize_of(x), k;
+    if (!x->f16) {
+        if ((k = gemm_first_nonfinite((gemm_isa)m->isa, (const float *)(const void *)src, numel)) < numel)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element "
+                           "%zu", ld->path, x->name, k);
+        *x->slot = (const float *)(const void *)src;
+        return AT_OK;
+    }
+    const uint16_t *h = (const uint16_t *)(const void *)src;
+    if ((k = gemm_first_nonfinite_half((gemm_isa)m->isa, h, numel)) < numel)
+        return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %zu",
+                       ld->path, x->name, k);
+    float *buf = owned_alloc(m, numel * sizeof *buf);
+    if (!buf) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", x->name);
+    gemm_widen((gemm_isa)m->isa, h, numel, buf);
+    *x->slot = buf;
+    return AT_OK;
+}
+
+/* Checks every stored value and gives each linear layer its compute form. */
+static at_status load_values(at_model *m, table *t, const unsigned char *base, const char *path,
+                             at_error *err) {
+    loader ld = {.m = m, .base = base, .path = path};
+    size_t cap = (size_t)(6 * m->cfg.encoder_layers + 10 * m->cfg.decoder_layers + 1);
+    at_lin **lins = malloc(cap * sizeof *lins);
+    const expected **src = calloc(cap, sizeof *src), *tied_q8 = NULL, *emb_of_lm = NULL;
+    if (!lins || !src) {
+        free(lins);
+        free((void *)src);
+        return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    }
+    int n_lins = all_lins(m, lins);
+    target tg = lin_target(m);
+    at_status s = AT_OK;
+    size_t in_max = (size_t)m->cfg.d_model;
+    if ((size_t)m->cfg.encoder_ffn_dim > in_max) in_max = (size_t)m->cfg.encoder_ffn_dim;
+    if ((size_t)m->cfg.decoder_ffn_dim > in_max) in_max = (size_t)m->cfg.decoder_ffn_dim;
+
+    /* where each linear layer's weights come from */
+    for (int i = 0; i < t->n; i++) {
+        expected *x = &t->e[i];
+        if (!x->seen || !x->lin || x->scale_of >= 0) continue;
+        if (x->optional) { /* a tied model's stored int8 output projection */
+            tied_q8 = x;
+            continue;
+        }
+        for (int j = 0; j < n_lins; j++)
+            if (lins[j] == x->lin) src[j] = x;
+    }
+    if (m->cfg.tied_lm_head) {
+        const at_emb *e = m->cfg.shared_embeddings ? &m->enc_embed : &m->dec_embed;
+        if (tied_q8 && m->wtype == AT_W_INT8) {
+            src[n_lins - 1] = tied_q8;
+            tied_q8 = NULL;
+        } else {
+            for (int i = 0; i < t->n; i++)
+                if (t->e[i].emb == e) emb_of_lm = src[n_lins - 1] = &t->e[i];
+        }
+    }
+
+    /* scales, embeddings, layer norms, biases */
+    for (int i = 0; !s && i < t->n; i++) {
+        expected *x = &t->e[i];
+        const unsigned char *p = base + x->offset;
+        if (!x->seen) continue; /* the scales of a weight that is not i8 */
+        if (x->emb) {
+            at_emb *e = x->emb;
+            e->p = p, e->half = x->f16, e->packed = x->packed;
+            if (x == emb_of_lm) continue; /* checked as the output projection */
+        } else if (x->lin && x->scale_of < 0) {
+            continue; /* below */
+        } else if (x->scale_of >= 0) {
+            const float *sc = (const float *)(const void *)p;
+            for (size_t k = 0; k < x->nbytes / 4; k++)
+                if (!(sc[k] >= 0.0f && sc[k] < INFINITY)) {
+                    s = at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds %g at element %zu "
+                                "(scales are finite and >= 0)", path, x->name, (double)sc[k], k);
+                    break;
+                }
+            *x->slot = sc;
+            continue;
+        }
+        if (!s) s = plain_tensor(&ld, x, err);
+    }
+    if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
+
+    /* the linear layers */
+    size_t arena = 0;
+    for (int j = 0; j < n_lins; j++) arena += lin_bytes(lins[j], tg, src[j]);
+    if (!s) s = arena_reserve(&ld, arena, err);
+    if (s) {
+        free(lins);
+        free((void *)src);
+        return s;
+    }
+    ld.R = malloc(16 * in_max * sizeof *ld.R);
+    ld.H = malloc(16 * in_max * sizeof *ld.H);
+    ld.Q = malloc(16 * (size_t)gemm_pad4((int)in_max));
+    if (!ld.R || !ld.H || !ld.Q) s = at_fail(err, AT_ERR_NOMEM, "out of memory");
+    for (int j = 0; !s && j < n_lins; j++) s = lin_convert(&ld, lins[j], src[j], lins[j]->wscale, 0, err);
+    if (!s && tied_q8) /* not used by f32 / f16 compute, but checked all the same */
+        s = lin_convert(&ld, &m->lm_head, tied_q8, m->lm_head.wscale, 1, err);
+    free(ld.R);
+    free(ld.H);
+    free(ld.Q);
+    free(lins);
+    free((void *)src);
+    return s;
 }
 
 static at_status map_weights(at_model *m, const cJSON *root, table *t, const char *dir,
@@ -605,6 +874,28 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
                            "weights of linear layers", file, name);
         if (x->scale_of >= 0 && esize != 4)
             return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' (i8 scales) must be f32", file, name);
+        if (x->optional && m->version < 2)
+            return at_fail(err, AT_ERR_FORMAT, "%s: unknown tensor '%s' (a model with tied embeddings "
+                           "stores its int8 output projection only in format version 2)", file, name);
+        if (x->optional && x->scale_of < 0 && esize != 1)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' must be i8 in a model with tied "
+                           "embeddings (it is their int8 form)", file, name);
+        /* layout (version 2): rows, or packed16 for linear-layer weights and embeddings */
+        const cJSON *lay = cJSON_GetObjectItemCaseSensitive(it, "layout");
+        int packed = 0;
+        if (lay && m->version < 2)
+            return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' has a \"layout\", which needs format "
+                           "version 2", file, name);
+        if (lay) {
+            if (!cJSON_IsString(lay) ||
+                (strcmp(lay->valuestring, "rows") && strcmp(lay->valuestring, "packed16")))
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' has an unknown layout (supported: "
+                               "rows, packed16)", file, name);
+            packed = !strcmp(lay->valuestring, "packed16");
+            if (packed && !x->emb && !(x->lin && x->scale_of < 0))
+                return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' cannot be packed16 (only the "
+                               "weights of linear layers and the embeddings are)", file, name);
+        }
         /* shape */
         char got[96] = "", want[96];
         int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
@@ -634,10 +925,14 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
             !json_int(cJSON_GetObjectItemCaseSensitive(it, "nbytes"), 0, INT64_C(1) << 52, &nb))
             return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' needs integer offset and nbytes",
                            file, name);
+        if (packed) /* [out/16][in][16], i8: [out/16][in/4][16][4], zero-padded */
+            numel = (uint64_t)gemm_pad16((int)x->shape[0]) *
+                    (uint64_t)(esize == 1 ? gemm_pad4((int)x->shape[1]) : x->shape[1]);
         if ((uint64_t)nb != numel * esize)
             return at_fail(err, AT_ERR_FORMAT,
-                           "%s: tensor '%s' has nbytes %lld, expected %llu for [%s] %s", file, name,
-                           (long long)nb, (unsigned long long)(numel * esize), want, dt->valuestring);
+                           "%s: tensor '%s' has nbytes %lld, expected %llu for [%s] %s%s", file, name,
+                           (long long)nb, (unsigned long long)(numel * esize), want, dt->valuestring,
+                           packed ? " packed16" : "");
         if (off < AT_PREAMBLE || off % AT_ALIGN)
             return at_fail(err, AT_ERR_FORMAT,
                            "%s: tensor '%s' offset %lld is not a multiple of %d past the preamble",
@@ -651,6 +946,7 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
         x->nbytes = (uint64_t)nb;
         x->f16 = esize == 2;
         x->i8 = esize == 1;
+        x->packed = packed;
     }
     int any_i8 = 0;
     for (int i = 0; i < t->n; i++) {
@@ -664,7 +960,7 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
             if (!wt->i8 && x->seen)
                 return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' given but '%s' is not i8",
                                file, x->name, wt->name);
-        } else if (!x->seen) {
+        } else if (!x->seen && !x->optional) {
             return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' is missing", file, x->name);
         }
     }
@@ -713,108 +1009,29 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
     if (memcmp(base, AT_MAGIC, sizeof AT_MAGIC) != 0)
         return at_fail(err, AT_ERR_FORMAT, "%s: bad magic (not an attn-translate weights file)",
                        path);
-    if (ver != 1)
-        return at_fail(err, AT_ERR_FORMAT, "%s: weights version %u, expected 1", path, ver);
+    if (ver != (uint32_t)m->version)
+        return at_fail(err, AT_ERR_FORMAT, "%s: weights version %u, but model.json says version %d",
+                       path, ver, m->version);
 
-    /* form pointers; widen f16; check every value is finite; convert linear weights
-     * to the compute dtype */
-    m->owned = calloc((size_t)t->n * 4 + 4, sizeof *m->owned); /* at most 4 per tensor */
+    m->owned = calloc((size_t)t->n + 4, sizeof *m->owned); /* at most 1 per tensor */
     if (!m->owned) return at_fail(err, AT_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < t->n; i++) {
-        expected *x = &t->e[i];
-        const unsigned char *src = base + x->offset;
-        if (!x->seen) continue; /* the scales of a weight that is not i8 */
-        if (x->i8) {            /* converted below, once its scales are known */
-            const int8_t *q = (const int8_t *)(const void *)src;
-            for (size_t k = 0; k < x->nbytes; k++)
-                if (q[k] == -128)
-                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds -128 at element %zu "
-                                   "(i8 weights lie in -127..127)", path, x->name, k);
-            x->lin->qfile = q;
-            continue;
-        }
-        if (x->scale_of >= 0) {
-            const float *sc = (const float *)(const void *)src;
-            for (size_t k = 0; k < x->nbytes / 4; k++)
-                if (!(sc[k] >= 0.0f && sc[k] < INFINITY))
-                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds %g at element %zu "
-                                   "(scales are finite and >= 0)", path, x->name, (double)sc[k], k);
-            *x->slot = sc;
-            continue;
-        }
-        if (x->f16) {
-            size_t numel = x->nbytes / 2;
-            const uint16_t *h = (const uint16_t *)(const void *)src;
-            for (size_t k = 0; k < numel; k++)
-                if ((h[k] & 0x7c00u) == 0x7c00u)
-                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
-                                   "at element %zu", path, x->name, k);
-            if (x->lin && m->wtype == AT_W_F16) { /* used in place, never widened */
-                x->lin->h = h;
-                continue;
-            }
-            int temp = x->lin && m->wtype == AT_W_INT8; /* widened only to be quantized */
-            float *buf = temp ? malloc(numel * sizeof *buf) : owned_alloc(m, numel * sizeof *buf);
-            if (!buf) return at_fail(err, AT_ERR_NOMEM, "out of memory widening '%s'", x->name);
-            for (size_t k = 0; k < numel; k++) buf[k] = at_half_to_float(h[k]);
-            *x->slot = buf;
-            if (temp) {
-                at_status s = convert_lin(m, x->lin, path, x->name, NO_MAP, err);
-                free(buf);
-                x->lin->w = NULL;
-                if (s) return s;
-            }
-        } else {
-            size_t numel = x->nbytes / 4;
-            const float *p = (const float *)(const void *)src;
-            *x->slot = p;
-            if (x->lin && m->wtype != AT_W_F32) { /* checked and converted chunk by chunk */
-                at_status s = convert_lin(m, x->lin, path, x->name, x->offset, err);
-                if (s) return s;
-                continue;
-            }
-            /* With f16 or int8 compute, f32 pages read only for the check are dropped
-             * 1 MiB at a time; embedding rows fault back in as they are looked up. */
-            size_t step = m->wtype == AT_W_F32 ? numel : (size_t)1 << 18;
-            for (size_t b0 = 0; b0 < numel; b0 += step) {
-                size_t n = numel - b0 < step ? numel - b0 : step, k = first_nonfinite(p + b0, n);
-                if (k < n)
-                    return at_fail(err, AT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value "
-                                   "at element %zu", path, x->name, b0 + k);
-                if (m->wtype != AT_W_F32) release_range(m, x->offset + b0 * 4, n * 4);
-            }
-        }
-    }
-    for (int i = 0; i < t->n; i++) {
-        expected *x = &t->e[i];
-        if (!x->i8) continue;
-        at_status s = convert_i8(m, x->lin, path, x->name, err);
-        if (s) return s;
-        release_range(m, x->offset, x->nbytes);
-    }
-    if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
-    if (m->cfg.tied_lm_head) m->lm_head.w = m->dec_embed;
-    if (m->cfg.tied_lm_head && m->wtype != AT_W_F32) {
-        const float **emb = m->cfg.shared_embeddings ? &m->enc_embed : &m->dec_embed;
-        uint64_t off = NO_MAP;
-        for (int i = 0; i < t->n; i++)
-            if (t->e[i].slot == emb && !t->e[i].f16) off = t->e[i].offset;
-        at_status s = convert_lin(m, &m->lm_head, path, "lm_head (tied to the embeddings)", off, err);
-        if (s) return s;
-    }
-    return pack_all(m, err);
+    return load_values(m, t, base, path, err);
 }
 
 static at_status make_positions(at_model *m, at_error *err) {
     int d = m->cfg.d_model, half = d / 2, n = m->cfg.max_positions;
     m->positions = malloc((size_t)n * (size_t)d * sizeof *m->positions);
     if (!m->positions) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    double *div = malloc((size_t)half * sizeof *div);
+    if (!div) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < half; j++) div[j] = pow(10000.0, 2.0 * j / d); /* p / div: as before */
     for (int p = 0; p < n; p++)
         for (int j = 0; j < half; j++) {
-            double angle = p / pow(10000.0, 2.0 * j / d);
+            double angle = p / div[j];
             m->positions[(size_t)p * d + j] = (float)sin(angle);
             m->positions[(size_t)p * d + half + j] = (float)cos(angle);
         }
+    free(div);
     return AT_OK;
 }
 
@@ -911,6 +1128,7 @@ at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, a
 void at_model_free(at_model *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_len);
+    if (m->arena_map) munmap(m->arena_map, m->arena_map_len);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->positions);

@@ -28,10 +28,17 @@ typedef struct at_lin {
     const uint16_t *ph;    /* packed half (gemm.h), dtype f16 with AVX2 */
     const float *qscale;   /* (out rounded up to 16) per-row scale: w ≈ q * qscale */
     const int32_t *qsum;   /* (out rounded up to 16) 128 * row sum of q */
-    /* while loading an i8 file: its row-major int8 weights and per-row scales */
-    const int8_t *qfile;   /* (out, in) in the mapping */
+    /* while loading an i8 file: the per-row scales of its int8 weights */
     const float *wscale;   /* (out) in the mapping: w = q * wscale */
 } at_lin;
+
+/* An embedding table (V, d) as stored: f32 or IEEE half, row-major or packed16 (the
+ * [V/16][d][16] layout of gemm.h, when it doubles as the tied output projection).
+ * Rows are looked up with at_embed_row; the values are the f32 (widened) ones. */
+typedef struct at_emb {
+    const void *p;
+    int half, packed;
+} at_emb;
 
 typedef struct at_attn_weights {
     at_lin q, k, v, o; /* (d, d) */
@@ -61,9 +68,10 @@ typedef struct at_dec_layer {
 struct at_model {
     at_config cfg;
     at_activation act;
-    /* weights: pointers into the mapping, or into `owned` for widened f16 */
-    const float *enc_embed;   /* (V, d) */
-    const float *dec_embed;   /* (V, d) */
+    /* weights: pointers into the mapping, into `arena` (converted or repacked linear
+     * weights) or into `owned` (small widened tensors) */
+    at_emb enc_embed;         /* (V, d) */
+    at_emb dec_embed;         /* (V, d) */
     at_lin lm_head;           /* (V, d), bias = final_logits_bias */
     float *positions;         /* (max_positions, d), computed at load */
     at_enc_layer *enc;        /* (encoder_layers) */
@@ -75,8 +83,11 @@ struct at_model {
     int auto_dtype;           /* loaded with AT_DTYPE_AUTO: i8 files compute in int8 */
     int isa;                  /* gemm_isa: the kernels chosen for this CPU */
     /* resources */
+    int version;              /* model.json "version": 1, or 2 (packed16 layouts) */
     void *map;
     size_t map_len;
+    void *arena_map;          /* one anonymous mapping for every converted weight */
+    size_t arena_map_len;
     float **owned;
     int n_owned;
 };

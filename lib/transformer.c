@@ -1,6 +1,7 @@
 /* transformer.c — the Marian encoder and the incremental decoder. */
 #include "gemm.h"
 #include "nn.h"
+#include "internal.h"
 #include "session.h"
 
 #include <cblas.h>
@@ -11,15 +12,25 @@ static void trace(at_session *s, const char *what, int layer, const float *x, in
     if (s->trace) s->trace(s->trace_ctx, what, layer, x, rows, cols);
 }
 
-/* x[i] = E[ids[i]] * scale + P[pos0 + i] */
-static void embed(const at_model *m, const float *E, const int32_t *ids, int n, const int *pos,
+/* x[i] = E[ids[i]] * scale + P[pos0 + i]. E as stored (model.h): f32 or half, rows or
+ * packed16 ([V/16][d][16]: element (id, j) at block id/16, j * 16 + id % 16). Half
+ * values are widened exactly, so every layout gives the same floats. */
+static void embed(const at_model *m, const at_emb *E, const int32_t *ids, int n, const int *pos,
                   float *x) {
     int d = m->cfg.d_model;
     float scale = m->cfg.scale_embedding ? sqrtf((float)d) : 1.0f;
     for (int i = 0; i < n; i++) {
-        const float *e = E + (size_t)ids[i] * d, *p = m->positions + (size_t)pos[i] * d;
+        const float *p = m->positions + (size_t)pos[i] * d;
         float *row = x + (size_t)i * d;
-        for (int j = 0; j < d; j++) row[j] = e[j] * scale + p[j];
+        size_t id = (size_t)ids[i], at = E->packed ? id / 16 * 16 * (size_t)d + id % 16 : id * d,
+               step = E->packed ? 16 : 1;
+        if (E->half) {
+            const uint16_t *e = (const uint16_t *)E->p + at;
+            for (int j = 0; j < d; j++) row[j] = at_half_to_float(e[j * step]) * scale + p[j];
+        } else {
+            const float *e = (const float *)E->p + at;
+            for (int j = 0; j < d; j++) row[j] = e[j * step] * scale + p[j];
+        }
     }
 }
 
@@ -73,7 +84,7 @@ void tf_encode_batch(at_session *s) {
     int R = 0; /* rows: every sentence's ids, concatenated */
     for (int b = 0; b < s->n_sents; b++)
         for (int i = 0; i < s->sents[b].S; i++) s->iscratch[R++] = i;
-    embed(m, m->enc_embed, s->src_ids, R, s->iscratch, s->x);
+    embed(m, &m->enc_embed, s->src_ids, R, s->iscratch, s->x);
     trace(s, "encoder_embed", -1, s->x, R, d);
     for (int l = 0; l < c->encoder_layers; l++) {
         const at_enc_layer *L = &m->enc[l];
@@ -132,7 +143,7 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
     int d = c->d_model, H = c->decoder_heads, slots = s->cap_B * s->cap_K;
     float qscale = 1.0f / sqrtf((float)(d / H));
     for (int j = 0; j < n; j++) s->iscratch[j] = pos;
-    embed(m, m->dec_embed, s->step_tokens, n, s->iscratch, s->x);
+    embed(m, &m->dec_embed, s->step_tokens, n, s->iscratch, s->x);
     trace(s, "decoder_embed", -1, s->x, n, d);
     for (int l = 0; l < c->decoder_layers; l++) {
         const at_dec_layer *L = &m->dec[l];

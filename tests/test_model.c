@@ -250,9 +250,14 @@ int main(void) {
     expect("wrong format", AT_ERR_FORMAT, "not an attn-translate model header");
 
     j = read_json("model.json");
-    set_num(j, "version", 2);
+    set_num(j, "version", 3);
     write_json("model.json", j);
-    expect("future version", AT_ERR_FORMAT, "version 2 is not supported");
+    expect("future version", AT_ERR_FORMAT, "version 3 is not supported");
+
+    j = read_json("model.json");
+    set_num(j, "version", 2); /* model.bin's preamble still says 1 */
+    write_json("model.json", j);
+    expect("header and preamble versions differ", AT_ERR_FORMAT, "weights version 1, but model.json says version 2");
 
     j = read_json("model.json");
     cJSON_ReplaceItemInObjectCaseSensitive(j, "architecture", cJSON_CreateString("llama"));
