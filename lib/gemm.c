@@ -378,6 +378,83 @@ void gemm_q8_pack_block(gemm_isa isa, const float *W, int nr, int in, int8_t *bl
     q8_lay_block(rows, nr, in4, blk, scale, qsum);
 }
 
+/* gemm_q8_pack_block from a packed16 f32 block P ([in][16], padding lanes zero): the same
+ * amax, scales and bytes (q8 of the same products), without unpacking the rows. */
+#if GEMM_X86
+AVX2_TARGET static void q8_from_packed_avx2(const float *P, int in, const float *inv, int8_t *blk,
+                                            int32_t *qsum) {
+    const __m256 i0 = _mm256_loadu_ps(inv), i1 = _mm256_loadu_ps(inv + 8);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    int in4 = gemm_pad4(in);
+    for (int k4 = 0; k4 < in4; k4 += 4) {
+        __m128i t[4];
+        for (int j = 0; j < 4; j++) {
+            int k = k4 + j;
+            if (k >= in) {
+                t[j] = _mm_setzero_si128();
+                continue;
+            }
+            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(P + (size_t)k * 16), i0));
+            __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(P + (size_t)k * 16 + 8), i1));
+            a = _mm256_max_epi32(_mm256_min_epi32(a, hi), lo);
+            b = _mm256_max_epi32(_mm256_min_epi32(b, hi), lo);
+            s0 = _mm256_add_epi32(s0, a);
+            s1 = _mm256_add_epi32(s1, b);
+            __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8); /* r0..15 */
+            __m256i y = _mm256_packs_epi16(w, w);
+            t[j] = _mm_unpacklo_epi64(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+        }
+        /* 4 inputs x 16 rows -> 16 rows x 4 inputs: the block's layout */
+        __m128i ab0 = _mm_unpacklo_epi8(t[0], t[1]), ab1 = _mm_unpackhi_epi8(t[0], t[1]);
+        __m128i cd0 = _mm_unpacklo_epi8(t[2], t[3]), cd1 = _mm_unpackhi_epi8(t[2], t[3]);
+        __m128i *o = (__m128i *)(void *)(blk + (size_t)k4 * 16);
+        _mm_storeu_si128(o, _mm_unpacklo_epi16(ab0, cd0));
+        _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(ab0, cd0));
+        _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(ab1, cd1));
+        _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(ab1, cd1));
+    }
+    int32_t t0[8], t1[8];
+    _mm256_storeu_si256((__m256i *)(void *)t0, s0);
+    _mm256_storeu_si256((__m256i *)(void *)t1, s1);
+    for (int r = 0; r < 8; r++) qsum[r] = 128 * t0[r], qsum[8 + r] = 128 * t1[r];
+}
+#endif
+
+void gemm_q8_pack_block_packed(gemm_isa isa, const float *P, int in, int8_t *blk, float *scale,
+                               int32_t *qsum) {
+    float amax[16] = {0}, inv[16];
+    int finite = 1;
+    for (int k = 0; k < in; k++)
+        for (int r = 0; r < 16; r++) {
+            float a = fabsf(P[(size_t)k * 16 + r]);
+            amax[r] = a > amax[r] ? a : amax[r];
+        }
+    for (int r = 0; r < 16; r++) {
+        inv[r] = amax[r] > 0.0f ? 127.0f / amax[r] : 0.0f;
+        scale[r] = amax[r] / 127.0f;
+        finite &= inv[r] < INFINITY;
+    }
+#if GEMM_X86
+    if (isa >= GEMM_AVX2 && finite) {
+        q8_from_packed_avx2(P, in, inv, blk, qsum);
+        return;
+    }
+#endif
+    (void)isa, (void)finite;
+    int in4 = gemm_pad4(in);
+    memset(blk, 0, (size_t)16 * in4);
+    for (int r = 0; r < 16; r++) {
+        int32_t sum = 0;
+        for (int k = 0; k < in; k++) {
+            int8_t q = q8(P[(size_t)k * 16 + r], inv[r]);
+            blk[(size_t)(k / 4) * 64 + (size_t)r * 4 + (size_t)(k % 4)] = q;
+            sum += q;
+        }
+        qsum[r] = 128 * sum;
+    }
+}
+
 /* Packs 16 rows at a time: each row is quantized like an activation row (the same
  * bytes as quantize_rows), then the block is laid out 4 bytes per row per group of 4
  * inputs. */

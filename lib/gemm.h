@@ -52,6 +52,11 @@ int gemm_q8_pack(gemm_isa isa, const float *W, int out, int in, int8_t *q, float
 void gemm_q8_pack_block(gemm_isa isa, const float *W, int nr, int in, int8_t *blk, float *scale,
                         int32_t *qsum, int8_t *rows);
 
+/* The same block quantized from the packed16 f32 layout P ([in][16], padding lanes 0):
+ * the same bytes, scales and sums as gemm_q8_pack_block on the 16 rows. */
+void gemm_q8_pack_block_packed(gemm_isa isa, const float *P, int in, int8_t *blk, float *scale,
+                               int32_t *qsum);
+
 /* Packs int8 weights already quantized, as an i8 model file stores them (row-major,
  * |w| <= 127, with per-row scales), one block: rows W[0, nr), scales wscale[0, nr). */
 void gemm_q8_pack_rows_block(const int8_t *W, const float *wscale, int nr, int in, int8_t *blk,

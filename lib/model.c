@@ -619,6 +619,9 @@ static at_status lin_convert(loader *ld, at_lin *L, const expected *x, const flo
         } else if (tg == T_PF16 && x->packed && !x->i8) { /* same layout: narrow */
             k = gemm_to_half(isa, (const float *)(const void *)src + r0 * in, 16 * in, ph + r0 * in);
             if (k < 16 * in) return half_overflow(ld, x, packed_elem(r0, in, k), err);
+        } else if (tg == T_Q8 && x->packed && !x->f16 && !x->i8) { /* packed f32: quantize */
+            gemm_q8_pack_block_packed(isa, (const float *)(const void *)src + r0 * in, (int)in,
+                                      q + r0 * in4, scale + r0, qsum + r0);
         } else if (tg == T_Q8 && x->i8) { /* rows of int8: lay out */
             gemm_q8_pack_rows_block((const int8_t *)(const void *)src + r0 * in, wscale + r0, nr,
                                     (int)in, q + r0 * in4, scale + r0, qsum + r0);

@@ -174,6 +174,39 @@ static void check_kernels(gemm_isa best) {
                       !memcmp(l0.qsum, ly.qsum, nr * sizeof *l0.qsum),
                   "pack %dx%d: %s differs from scalar", out, in, gemm_isa_name(best));
             layer_free(&l0);
+            /* the loader's paths: 16 rows at a time, from row-major and from packed16 f32
+             * (gemm_q8_pack_block_packed), with a row of subnormals (127 / amax overflows:
+             * the scalar q8 for that row) and a zero row; the same bytes on every isa */
+            float *W2 = malloc((size_t)out * in * sizeof *W2), *P = malloc(gemm_packed_elems(out, in) * sizeof *P);
+            memcpy(W2, W, (size_t)out * in * sizeof *W2);
+            if (out > 3)
+                for (int k = 0; k < in; k++) W2[(size_t)3 * in + k] = frand() * 1e-39f, W2[(size_t)1 * in + k] = 0.0f;
+            gemm_pack_f32(W2, out, in, P);
+            int8_t *q0 = malloc(nb), *q1 = malloc(nb), *rows = malloc((size_t)16 * gemm_pad4(in));
+            float *s0 = malloc(nr * sizeof *s0), *s1 = malloc(nr * sizeof *s1);
+            int32_t *u0 = malloc(nr * sizeof *u0), *u1 = malloc(nr * sizeof *u1);
+            gemm_q8_pack(GEMM_SCALAR, W2, out, in, q0, s0, u0);
+            for (int isa = GEMM_SCALAR; isa <= (int)best; isa++)
+                for (int from_packed = 0; from_packed < 2; from_packed++) {
+                    memset(q1, 0x55, nb);
+                    for (int n0 = 0; n0 < out; n0 += 16) {
+                        int8_t *blk = q1 + (size_t)n0 * gemm_pad4(in);
+                        if (from_packed)
+                            gemm_q8_pack_block_packed((gemm_isa)isa, P + (size_t)n0 * in, in, blk, s1 + n0, u1 + n0);
+                        else
+                            gemm_q8_pack_block((gemm_isa)isa, W2 + (size_t)n0 * in, out - n0 < 16 ? out - n0 : 16,
+                                               in, blk, s1 + n0, u1 + n0, rows);
+                    }
+                    CHECK(!memcmp(q0, q1, nb) && !memcmp(s0, s1, nr * sizeof *s0) && !memcmp(u0, u1, nr * sizeof *u0),
+                          "pack %dx%d by blocks (%s, from %s) differs from gemm_q8_pack", out, in,
+                          gemm_isa_name((gemm_isa)isa), from_packed ? "packed16" : "rows");
+                }
+            if (out > 3) { /* the subnormal row: the scalar q8 of x * inf */
+                int q = 0;
+                for (int k = 0; k < in; k++) q |= q0[(size_t)(k / 4) * 64 + 3 * 4 + k % 4] != 0;
+                CHECK(q && !(127.0f / (s0[3] * 127.0f) < INFINITY), "pack %dx%d: the subnormal row", out, in);
+            }
+            free(W2), free(P), free(q0), free(q1), free(rows), free(s0), free(s1), free(u0), free(u1);
         }
         gemm_scratch ws = scratch_new(Mmax, in);
         size_t ny = (size_t)Mmax * out;
