@@ -1,4 +1,4 @@
-"""Read and write attn-translate model directories (docs/FORMAT.md, version 1).
+"""Read and write attn-translate model directories (docs/FORMAT.md, versions 1 and 2).
 
 A model directory holds:
 
@@ -13,8 +13,12 @@ Public functions:
 
     expected_tensors(config) -> {name: shape}    the tensor table of FORMAT.md, the single
                                                  Python source of truth for it
-    write_model(dir, config, generation, tensors, dtype, vocab, extra_files=None)
-    read_model(dir) -> (header, {name: float32 ndarray})
+    write_model(dir, config, generation, tensors, dtype, vocab, extra_files=None,
+                layout="rows")                 layout "packed": version 2, the weight
+                                                 matrices stored as the engine's kernels
+                                                 read them (loading is then a memory map
+                                                 and the checks)
+    read_model(dir) -> (header, {name: float32 ndarray})   either layout, either version
     sinusoidal_positions(n, d) -> float32 ndarray [n, d]
 
 read_model() validates everything FORMAT.md lists and raises FormatError naming the
@@ -32,7 +36,10 @@ import struct
 import numpy as np
 
 FORMAT = "attn-translate"
-VERSION = 1
+VERSION = 1          # row-major files: what every build reads
+VERSION_PACKED = 2   # adds "layout": "packed16" and a tied model's int8 lm_head
+VERSIONS = (VERSION, VERSION_PACKED)
+LAYOUTS = ("rows", "packed")   # write_model's choice; "packed" writes "packed16" tensors
 ARCHITECTURE = "marian"
 MAGIC = b"ATTNTRW\0"
 ALIGNMENT = 64
@@ -58,6 +65,51 @@ def quantize_rows_int8(w):
     inv = np.where(amax > 0, np.float32(127.0) / safe, np.float32(0)).astype(np.float32)
     q = np.clip(np.rint((w * inv[:, None]).astype(np.float32)), -127, 127).astype(np.int8)
     return q, (amax / np.float32(127.0)).astype(np.float32)
+
+def _pad(n, m):
+    return (n + m - 1) // m * m
+
+
+def pack16(w):
+    """[out, in] -> the packed16 layout of lib/gemm.h, [out16 / 16][in][16] (out16 = out
+    rounded up to 16, padding rows zero): each step over an input reads 16 consecutive
+    outputs' weights. For f32 and f16 tensors."""
+    out, n_in = w.shape
+    o16 = _pad(out, 16)
+    p = np.zeros((o16, n_in), dtype=w.dtype)
+    p[:out] = w
+    return np.ascontiguousarray(p.reshape(o16 // 16, 16, n_in).transpose(0, 2, 1))
+
+
+def pack16_i8(q):
+    """[out, in] int8 -> packed16 for i8, [out16 / 16][in4 / 4][16][4] (in4 = in rounded
+    up to 4, padding zero): 4 inputs of 16 outputs per 64 bytes, a VNNI operand."""
+    out, n_in = q.shape
+    o16, i4 = _pad(out, 16), _pad(n_in, 4)
+    p = np.zeros((o16, i4), dtype=np.int8)
+    p[:out, :n_in] = q
+    return np.ascontiguousarray(p.reshape(o16 // 16, 16, i4 // 4, 4).transpose(0, 2, 1, 3))
+
+
+def unpack16(flat, shape, i8):
+    """The inverse of pack16 / pack16_i8 on the flat stored array: ([out, in] array,
+    True when every padding value is zero)."""
+    out, n_in = shape
+    o16 = _pad(out, 16)
+    if i8:
+        i4 = _pad(n_in, 4)
+        full = flat.reshape(o16 // 16, i4 // 4, 16, 4).transpose(0, 2, 1, 3).reshape(o16, i4)
+    else:
+        full = flat.reshape(o16 // 16, n_in, 16).transpose(0, 2, 1).reshape(o16, n_in)
+    pad_ok = not full[out:].view(np.uint8).any() and not full[:, n_in:].view(np.uint8).any()
+    return np.ascontiguousarray(full[:out, :n_in]), pad_ok
+
+
+def packable(name, config):
+    """Tensors that may be packed16: the weight matrices of linear layers and the
+    embeddings."""
+    return is_linear_weight(name) or name in embedding_names(config)[:2]
+
 
 ACTIVATIONS = ("swish", "silu", "relu", "gelu")
 
@@ -245,7 +297,8 @@ def _align(n, a=ALIGNMENT):
     return (n + a - 1) // a * a
 
 
-def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra_files=None):
+def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra_files=None,
+                layout="rows", int8=None):
     """Write model.json, model.bin and vocab.json into dir (created if needed).
 
     config: dict with every FORMAT.md config field. generation: dict (may be empty/None).
@@ -255,9 +308,22 @@ def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra
     engine's --dtype int8 does), every other tensor f32. vocab: the vocab.json dict
     (written as is; skipped if None). extra_files: {file name: bytes or path of a file to
     copy} written next to them (e.g. source.spm).
+    layout: 'rows' (format version 1, row-major, read by every build) or 'packed'
+    (version 2): the weight matrices of linear layers, and the decoder embedding when it
+    is the tied output projection, are stored packed16, the layout the engine's kernels
+    read, so it uses them in place; with dtype 'int8' a tied model also stores the int8
+    form of its output projection (lm_head.weight, i8, quantized from the embedding as
+    --dtype int8 does at load).
+    int8: with dtype 'int8', {name: (q, scale)} of weights already quantized (the int8
+    dict of read_model), stored as they are instead of quantized again.
     Returns the header dict written to model.json."""
     if dtype not in WRITE_DTYPES:
         raise ValueError(f"dtype must be one of {WRITE_DTYPES}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}")
+    packed = layout == "packed"
+    version = VERSION_PACKED if packed else VERSION
+    lm = embedding_names(config)[2]
     validate_config(config)
     generation = dict(generation or {})
     _validate_generation(generation, config["vocab_size"])
@@ -271,36 +337,54 @@ def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra
     chunks = []
     offset = PREAMBLE_BYTES
 
-    def put(name, dt, data):
+    def put(name, dt, data, pack=False):
         nonlocal offset
+        shape = list(data.shape)
+        if pack:
+            data = pack16_i8(data) if dt == "i8" else pack16(data)
         raw = np.ascontiguousarray(data).tobytes()
         offset = _align(offset)
-        table[name] = {"dtype": dt, "shape": list(data.shape), "offset": offset, "nbytes": len(raw)}
+        table[name] = {"dtype": dt, "shape": shape, "offset": offset, "nbytes": len(raw)}
+        if packed:
+            table[name]["layout"] = "packed16" if pack else "rows"
         chunks.append((offset, raw))
         offset += len(raw)
+
+    def put_i8(name, w32, pack):
+        if int8 and name in int8:
+            q, scale = int8[name]
+            q = np.asarray(q, dtype=np.float32)
+            if q.shape != w32.shape or np.any(np.abs(q) > 127) or np.any(q != np.rint(q)):
+                raise ValueError(f"{name}: stored int8 weights of the wrong shape or range")
+            q, scale = q.astype(np.int8), np.asarray(scale, dtype=np.float32)
+        else:
+            q, scale = quantize_rows_int8(w32)
+        put(name, "i8", q, pack)
+        put(name + ".scale", "f32", scale.astype("<f4"))
 
     for name, shape in expected.items():  # fixed order: expected_tensors order
         arr = np.asarray(tensors[name])
         if tuple(arr.shape) != tuple(shape):
             raise ValueError(f"{name}: shape {list(arr.shape)}, expected {list(shape)}")
+        pack = packed and (is_linear_weight(name) or name == lm)
         if dtype == "int8" and is_linear_weight(name):
             w32 = np.ascontiguousarray(arr, dtype=np.float64).astype(np.float32)
             if not np.all(np.isfinite(w32)):
                 raise ValueError(f"{name}: non-finite value")
-            q, scale = quantize_rows_int8(w32)
-            put(name, "i8", q)
-            put(name + ".scale", "f32", scale.astype("<f4"))
+            put_i8(name, w32, pack)
             continue
         dt = "f32" if dtype == "int8" else dtype
         data = np.ascontiguousarray(arr, dtype=np.float64).astype(DTYPES[dt])
         if not np.all(np.isfinite(data)):
             raise ValueError(f"{name}: non-finite value after conversion to {dt}")
-        put(name, dt, data)
+        put(name, dt, data, pack)
+        if packed and dtype == "int8" and name == lm and config["tie_word_embeddings"]:
+            put_i8("lm_head.weight", data, True)  # the tied output projection, as int8
     total = offset
 
     os.makedirs(dir, exist_ok=True)
     with open(os.path.join(dir, "model.bin"), "wb") as f:
-        preamble = MAGIC + struct.pack("<I", VERSION)
+        preamble = MAGIC + struct.pack("<I", version)
         f.write(preamble + b"\0" * (PREAMBLE_BYTES - len(preamble)))
         pos = PREAMBLE_BYTES
         for off, raw in chunks:
@@ -309,7 +393,7 @@ def write_model(dir, config, generation, tensors, dtype="f32", vocab=None, extra
             pos = off + len(raw)
     header = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "architecture": ARCHITECTURE,
         "config": dict(config),
         "generation": generation,
@@ -352,8 +436,8 @@ def read_header(dir):
         raise FormatError("model.json: not an object")
     if h.get("format") != FORMAT:
         raise FormatError(f"format: expected {FORMAT!r}, got {h.get('format')!r}")
-    if h.get("version") != VERSION or isinstance(h.get("version"), bool):
-        raise FormatError(f"version: expected {VERSION}, got {h.get('version')!r}")
+    if h.get("version") not in VERSIONS or isinstance(h.get("version"), bool):
+        raise FormatError(f"version: expected one of {VERSIONS}, got {h.get('version')!r}")
     if h.get("architecture") != ARCHITECTURE:
         raise FormatError(f"architecture: expected {ARCHITECTURE!r}, got {h.get('architecture')!r}")
     validate_config(h.get("config"))
@@ -387,9 +471,11 @@ def read_model(dir, int8=None):
 
     Returns (header, tensors) where header is the parsed model.json and tensors maps
     every tensor name to a float32 numpy array of its shape (f16 widened, i8 weights
-    dequantized as float32(q) * float32(scale), the engine's f32 reading). When `int8`
-    is a dict it receives, for each i8 tensor, name -> (q float32 [out, in], scale
-    float32 [out]). Raises FormatError for anything FORMAT.md forbids."""
+    dequantized as float32(q) * float32(scale), the engine's f32 reading; packed16
+    tensors unpacked). When `int8` is a dict it receives, for each i8 tensor, name -> (q
+    float32 [out, in], scale float32 [out]). A tied model's stored int8 lm_head.weight
+    (version 2) must equal the quantized embedding, and is in neither dict (it is not a
+    tensor of the computation). Raises FormatError for anything FORMAT.md forbids."""
     # duplicate names: json.load keeps the last silently, so re-parse with a hook
     with open(os.path.join(dir, "model.json"), "r", encoding="utf-8") as f:
         json.load(f, object_pairs_hook=_no_duplicate_keys)
@@ -405,13 +491,19 @@ def read_model(dir, int8=None):
     if blob[:8] != MAGIC:
         raise FormatError(f"{w['file']}: bad magic {blob[:8]!r}")
     (ver,) = struct.unpack("<I", blob[8:12])
-    if ver != VERSION:
-        raise FormatError(f"{w['file']}: preamble version {ver}, expected {VERSION}")
+    if ver != h["version"]:
+        raise FormatError(f"{w['file']}: preamble version {ver}, model.json says {h['version']}")
     if any(blob[12:PREAMBLE_BYTES]):
         raise FormatError(f"{w['file']}: preamble bytes 12..63 not zero")
 
     expected = expected_tensors(cfg)
     table = h["tensors"]
+    tied_q8 = h["version"] >= VERSION_PACKED and cfg["tie_word_embeddings"] and "lm_head.weight" in table
+    if tied_q8:  # a tied model's int8 output projection
+        if not isinstance(table["lm_head.weight"], dict) or table["lm_head.weight"].get("dtype") != "i8":
+            raise FormatError("lm_head.weight: must be i8 in a model with tied embeddings")
+        expected = dict(expected)
+        expected["lm_head.weight"] = (cfg["vocab_size"], cfg["d_model"])
     for name in table:
         base = name[:-len(".scale")] if name.endswith(".scale") else None
         if base and base in expected and isinstance(table.get(base), dict) \
@@ -451,12 +543,28 @@ def read_model(dir, int8=None):
         if off < PREAMBLE_BYTES or off % ALIGNMENT:
             raise FormatError(f"{name}: offset {off} not a multiple of {ALIGNMENT} >= {PREAMBLE_BYTES}")
         numel = int(np.prod(shape, dtype=np.int64))
-        if nb != numel * DTYPES[dt].itemsize:
-            raise FormatError(f"{name}: nbytes {nb} != {numel} * {DTYPES[dt].itemsize}")
+        lay = e.get("layout")
+        if lay is not None and h["version"] < VERSION_PACKED:
+            raise FormatError(f"{name}: \"layout\" needs format version {VERSION_PACKED}")
+        if lay not in (None, "rows", "packed16"):
+            raise FormatError(f"{name}: unknown layout {lay!r}")
+        pk = lay == "packed16"
+        if pk and not packable(name, cfg):
+            raise FormatError(f"{name}: only linear-layer weights and embeddings can be packed16")
+        stored = numel
+        if pk:
+            stored = _pad(shape[0], 16) * (_pad(shape[1], 4) if dt == "i8" else shape[1])
+        if nb != stored * DTYPES[dt].itemsize:
+            raise FormatError(f"{name}: nbytes {nb} != {stored} * {DTYPES[dt].itemsize}")
         if nb > w["bytes"] or off > w["bytes"] - nb:  # Python ints do not overflow, C must check like this
             raise FormatError(f"{name}: bytes [{off}, {off + nb}) outside {w['file']} ({w['bytes']} bytes)")
         ranges.append((off, off + nb, name))
-        arr = np.frombuffer(blob, dtype=DTYPES[dt], count=numel, offset=off).reshape(shape)
+        arr = np.frombuffer(blob, dtype=DTYPES[dt], count=stored, offset=off)
+        if pk:
+            arr, pad_ok = unpack16(arr, shape, dt == "i8")
+            if not pad_ok:
+                raise FormatError(f"{name}: nonzero padding in a packed16 tensor")
+        arr = arr.reshape(shape)
         if dt == "i8" and np.any(arr == -128):
             raise FormatError(f"{name}: i8 value -128 (the range is -127..127)")
         arr = arr.astype(np.float32)
@@ -469,13 +577,23 @@ def read_model(dir, int8=None):
     for (a0, a1, an), (b0, b1, bn) in zip(ranges, ranges[1:]):
         if b0 < a1:
             raise FormatError(f"{bn}: overlaps {an}")
+    stored8 = None
     for name in [n for n in tensors if n.endswith(".scale")]:
         scale = tensors.pop(name)
         base = name[:-len(".scale")]
         q = tensors[base]
-        if int8 is not None:
+        if base == "lm_head.weight" and tied_q8:
+            stored8 = (q, scale)
+        elif int8 is not None:
             int8[base] = (q, scale)
         tensors[base] = (q * scale[:, None]).astype(np.float32)
+    if tied_q8:  # not a tensor of the computation: the int8 form of the embedding
+        tensors.pop("lm_head.weight")
+        q8, s8 = stored8
+        emb = tensors[embedding_names(cfg)[1]]
+        eq, es = quantize_rows_int8(emb)
+        if not (np.array_equal(q8, eq.astype(np.float32)) and np.array_equal(s8, es)):
+            raise FormatError("lm_head.weight: not the int8 quantization of the tied embedding")
     return h, tensors
 
 

@@ -2,6 +2,7 @@
 """convert_marian.py — Hugging Face MarianMTModel directory to an attn-translate model.
 
     /usr/bin/python3 scripts/convert_marian.py INPUT_DIR OUTPUT_DIR [--dtype f32|f16|int8]
+        [--layout packed|rows]
 
 INPUT_DIR is what `huggingface-cli download Helsinki-NLP/opus-mt-en-fr` (or
 `MarianMTModel.save_pretrained` + `MarianTokenizer.save_pretrained`) leaves:
@@ -35,8 +36,12 @@ What the conversion does (tensor names are transformers' state_dict names):
   decoder_vocab_size != vocab_size, learned positions, an activation other than
   swish/silu/relu/gelu, unknown or missing tensors.
 
-Library use: convert(input_dir, output_dir, dtype="f32", quiet=False) -> header dict;
-raises ConvertError with a message naming the problem.
+--layout packed (the default) writes format version 2: the weight matrices are stored
+packed16, as the engine's kernels read them, so loading uses them in place; --layout rows
+writes version 1, which builds from before version 2 also read (docs/FORMAT.md).
+
+Library use: convert(input_dir, output_dir, dtype="f32", quiet=False, layout="packed") ->
+header dict; raises ConvertError with a message naming the problem.
 """
 
 import argparse
@@ -594,7 +599,7 @@ def _human(n):
         n /= 1024
 
 
-def convert(input_dir, output_dir, dtype="f32", quiet=False):
+def convert(input_dir, output_dir, dtype="f32", quiet=False, layout="packed"):
     """Convert; returns the written model.json header. Raises ConvertError."""
     if dtype not in atmodel.WRITE_DTYPES:
         raise ConvertError(f"--dtype must be one of {', '.join(atmodel.WRITE_DTYPES)}")
@@ -621,7 +626,8 @@ def convert(input_dir, output_dir, dtype="f32", quiet=False):
         header = atmodel.write_model(
             output_dir, cfg, gen, tensors, dtype=dtype, vocab=vocab,
             extra_files={"source.spm": os.path.join(input_dir, "source.spm"),
-                         "target.spm": os.path.join(input_dir, "target.spm")})
+                         "target.spm": os.path.join(input_dir, "target.spm")},
+            layout=layout)
     except ValueError as e:  # e.g. a value that overflows f16
         raise ConvertError(str(e)) from None
 
@@ -647,10 +653,13 @@ def main(argv=None):
     ap.add_argument("output_dir", help="attn-translate model directory to write")
     ap.add_argument("--dtype", choices=atmodel.WRITE_DTYPES, default="f32",
                     help="weight dtype in model.bin (default f32)")
+    ap.add_argument("--layout", choices=atmodel.LAYOUTS, default="packed",
+                    help="packed (format version 2: the engine uses the weights in place, the "
+                    "fastest start-up; default) or rows (version 1, also read by older builds)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
     a = ap.parse_args(argv)
     try:
-        convert(a.input_dir, a.output_dir, a.dtype, a.quiet)
+        convert(a.input_dir, a.output_dir, a.dtype, a.quiet, a.layout)
     except ConvertError as e:
         print(f"convert_marian: error: {e}", file=sys.stderr)
         return 1

@@ -46,6 +46,7 @@ done
 run test_cli tests/test_cli.sh "$BUILD/attn-translate"
 run test_batch tests/test_batch.sh "$BUILD/attn-translate"
 run test_bad_input tests/test_bad_input.sh "$BUILD/attn-translate"
+PYTHON="$PYTHON" run test_layout tests/test_layout.sh "$BUILD/attn-translate"
 if [ -d ../shared/data/dev ] && command -v spm_encode >/dev/null; then
     TOKCHECK="$BUILD/tests/tokcheck" PYTHON="$PYTHON" run tokenizer_dev_check tests/tokenizer_dev_check.sh
 else

@@ -1,5 +1,6 @@
 /* test_forward.c — the engine against the PyTorch reference's golden fixtures
- * (tests/fixtures/tiny/{A,B,C}, made by scripts/make_fixtures.py in float64):
+ * (tests/fixtures/tiny/{A,B,C}, made by scripts/make_fixtures.py in float64, and their
+ * packed16 copies {AP,BP,CP} from scripts/make_packed_fixtures.py):
  *   - every encoder and decoder layer's output and the logits, max abs error <= 1e-4;
  *   - greedy, beam-4 and beam-3 (length penalty 0.6) token ids identical, texts
  *     identical, scores within 1e-4;
@@ -335,8 +336,10 @@ static void check_batch_invariant(at_model *m, const char *dir, const char *name
 }
 
 int main(int argc, char **argv) {
-    const char *dirs[] = {"tests/fixtures/tiny/A", "tests/fixtures/tiny/B", "tests/fixtures/tiny/C"};
-    int n = argc > 1 ? argc - 1 : 3;
+    /* AP, BP, CP: the same models stored packed16 (format version 2), same goldens */
+    const char *dirs[] = {"tests/fixtures/tiny/A",  "tests/fixtures/tiny/B",  "tests/fixtures/tiny/C",
+                          "tests/fixtures/tiny/AP", "tests/fixtures/tiny/BP", "tests/fixtures/tiny/CP"};
+    int n = argc > 1 ? argc - 1 : 6;
     for (int i = 0; i < n; i++) {
         const char *dir = argc > 1 ? argv[i + 1] : dirs[i];
         at_model *m = NULL;

@@ -233,6 +233,111 @@ int main(void) {
         write_json("model.json", j);
         expect("i8 embeddings", AT_ERR_FORMAT, "only for the weights of linear layers");
     }
+    /* format version 2: packed16 tensors (tests/fixtures/tiny/AP: A rewritten by
+     * scripts/pack_model.py; A's d_model is 32 and its vocabulary 500 = 31 * 16 + 4, so
+     * the packed tied embedding ends with 12 padding rows) */
+    SRC = "tests/fixtures/tiny/AP";
+    reset();
+    {
+        static const char *names[] = {"auto", "f32", "f16", "int8"};
+        static const char *isas[] = {"avx2", "scalar"};
+        for (int i = 0; i < 2; i++) {
+            setenv("ATTN_TRANSLATE_ISA", isas[i], 1); /* packed in place, or unpacked */
+            for (int dt = AT_DTYPE_AUTO; dt <= AT_DTYPE_INT8; dt++) {
+                char what[96];
+                snprintf(what, sizeof what, "packed model as %s (%s)", names[dt], isas[i]);
+                expect_as(what, (at_dtype)dt, AT_OK, "");
+                patch_weight("decoder.layers.1.fc2.weight", 37, 0.0f / 0.0f);
+                snprintf(what, sizeof what, "NaN in packed fc2 as %s (%s)", names[dt], isas[i]);
+                expect_as(what, (at_dtype)dt, AT_ERR_FORMAT,
+                          "tensor 'decoder.layers.1.fc2.weight' holds a non-finite value");
+                patch_weight("shared.weight", 200 * 32 + 5, 1.0f / 0.0f);
+                snprintf(what, sizeof what, "inf in the packed embeddings as %s (%s)", names[dt], isas[i]);
+                expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "'shared.weight' holds a non-finite");
+                patch_weight("shared.weight", 31 * 32 * 16 + 3 * 16 + 9, 1.0f); /* row 505 */
+                snprintf(what, sizeof what, "padding of the packed embeddings as %s (%s)", names[dt], isas[i]);
+                expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "'shared.weight' (packed16) has a nonzero padding byte");
+            }
+        }
+        unsetenv("ATTN_TRANSLATE_ISA");
+        patch_weight("encoder.layers.0.fc1.weight", 3, 1e6f);
+        expect_as("packed f16 overflow", AT_DTYPE_F16, AT_ERR_FORMAT, "overflows f16");
+        j = read_json("model.json");
+        cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "final_logits_bias"), "layout",
+                                               cJSON_CreateString("packed16"));
+        write_json("model.json", j);
+        expect("packed bias", AT_ERR_FORMAT, "'final_logits_bias' cannot be packed16");
+        j = read_json("model.json");
+        cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "encoder.layers.0.fc1.weight"), "layout",
+                                               cJSON_CreateString("packed32"));
+        write_json("model.json", j);
+        expect("unknown layout", AT_ERR_FORMAT, "unknown layout");
+        j = read_json("model.json");
+        cJSON_ReplaceItemInObjectCaseSensitive(tensor(j, "shared.weight"), "layout",
+                                               cJSON_CreateString("rows")); /* nbytes is padded */
+        write_json("model.json", j);
+        expect("packed size as rows", AT_ERR_FORMAT, "has nbytes");
+        j = read_json("model.json");
+        set_num(j, "version", 1);
+        write_json("model.json", j);
+        expect("layout in version 1", AT_ERR_FORMAT, "needs format version 2");
+        j = read_json("model.json");
+        cJSON_AddItemToObject(cJSON_GetObjectItem(j, "tensors"), "lm_head.weight",
+                              cJSON_Duplicate(tensor(j, "shared.weight"), 1));
+        write_json("model.json", j);
+        expect("f32 lm_head in a tied model", AT_ERR_FORMAT, "must be i8 in a model with tied embeddings");
+    }
+    SRC = "tests/fixtures/tiny/A";
+    reset();
+    j = read_json("model.json"); /* version 1: no tied lm_head */
+    cJSON_AddItemToObject(cJSON_GetObjectItem(j, "tensors"), "lm_head.weight",
+                          cJSON_Duplicate(tensor(j, "shared.weight"), 1));
+    write_json("model.json", j);
+    expect("lm_head in a tied version-1 model", AT_ERR_FORMAT, "unknown tensor 'lm_head.weight'");
+
+    /* packed i8 (A8P: A8 packed, with the int8 form of its tied output projection) */
+    SRC = "tests/fixtures/tiny/A8P";
+    reset();
+    {
+        static const char *names[] = {"auto", "f32", "f16", "int8"};
+        at_model *m = NULL;
+        at_error err = {0};
+        CHECK(at_model_load(tmpdir, &m, &err) == AT_OK && strstr(at_model_compute(m), "int8"),
+              "A8P loads and computes in int8: %s", m ? at_model_compute(m) : err.message);
+        at_model_free(m);
+        j = read_json("model.json");
+        double fc1 = cJSON_GetObjectItem(tensor(j, "decoder.layers.0.fc1.weight"), "offset")->valuedouble;
+        double lm = cJSON_GetObjectItem(tensor(j, "lm_head.weight"), "offset")->valuedouble;
+        cJSON_Delete(j);
+        signed char bad = -128, one = 1;
+        for (int dt = AT_DTYPE_AUTO; dt <= AT_DTYPE_INT8; dt++) {
+            char what[96];
+            snprintf(what, sizeof what, "A8P as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_OK, "");
+            patch_bin((long)fc1 + 11, &bad, 1);
+            snprintf(what, sizeof what, "packed i8 -128 as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "holds -128");
+            /* block 31 of the [500, 32] i8 lm_head (in4 = 32): byte 0 of row 500 (padding),
+             * then -128 in row 497; checked even when f32 / f16 compute does not use it */
+            patch_bin((long)lm + 31 * 16 * 32 + 2 * 64 + 4 * 4, &one, 1);
+            snprintf(what, sizeof what, "padding of the tied i8 lm_head as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "'lm_head.weight' (packed16) has a nonzero padding byte");
+            patch_bin((long)lm + 31 * 16 * 32 + 64 + 1 * 4 + 2, &bad, 1);
+            snprintf(what, sizeof what, "-128 in the tied i8 lm_head as %s", names[dt]);
+            expect_as(what, (at_dtype)dt, AT_ERR_FORMAT, "tensor 'lm_head.weight' holds -128 at element 15910");
+        }
+        patch_weight("lm_head.weight.scale", 7, -2.0f);
+        expect_as("negative scale of the tied lm_head", AT_DTYPE_F32, AT_ERR_FORMAT, "finite and >= 0");
+        j = read_json("model.json");
+        cJSON_DeleteItemFromObject(cJSON_GetObjectItem(j, "tensors"), "lm_head.weight.scale");
+        write_json("model.json", j);
+        expect("missing scales of the tied lm_head", AT_ERR_FORMAT, "the scales of i8 tensor 'lm_head.weight'");
+        j = read_json("model.json");
+        cJSON_DeleteItemFromObject(cJSON_GetObjectItem(j, "tensors"), "lm_head.weight");
+        cJSON_DeleteItemFromObject(cJSON_GetObjectItem(j, "tensors"), "lm_head.weight.scale");
+        write_json("model.json", j);
+        expect("no stored lm_head: quantized at load", AT_OK, "");
+    }
     SRC = "tests/fixtures/tiny/A";
     reset();
 
