@@ -21,10 +21,10 @@ CFLAGS  += -std=c11 $(WARN) -Ilib -DAT_DATADIR='"$(DATADIR)"'
 LDLIBS  = -lopenblas -lcjson -lutf8proc -lm
 BUILD   ?= build
 
-LIB_SRC = lib/status.c lib/tokenizer.c lib/model.c lib/nn.c lib/gemm.c lib/transformer.c lib/translate.c
+LIB_SRC = lib/status.c lib/json.c lib/tokenizer.c lib/model.c lib/nn.c lib/gemm.c lib/transformer.c lib/translate.c
 LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
 FUZZ_TARGETS = tokenizer vocab header translate
-TESTS   = test_tokenizer test_model test_gemm test_forward test_attn test_hf_marian
+TESTS   = test_tokenizer test_json test_model test_gemm test_forward test_attn test_hf_marian
 TEST_BIN = $(TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/tokcheck $(BUILD)/tests/marian_dump $(BUILD)/tests/attn_svg_demo \
            $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 
@@ -59,7 +59,7 @@ $(BUILD)/attn-translate: $(CMD_OBJ) $(BUILD)/libattn-translate.a
 attn-translate: $(BUILD)/attn-translate
 	cp $< $@
 
-$(BUILD)/tests/%: tests/%.c tests/check.h tests/testfile.h $(BUILD)/libattn-translate.a
+$(BUILD)/tests/%: tests/%.c tests/check.h tests/testfile.h fuzz/jsoncmp.h $(BUILD)/libattn-translate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
 
@@ -92,7 +92,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIB_SRC) lib/*.h
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/*.h $(LIB_SRC) lib/*.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -Ilib -Ifuzz $< $(LIB_SRC) $(LDLIBS) -o $@
 
@@ -104,7 +104,7 @@ fuzz-run: fuzz
 	done
 
 # the committed corpus replayed without libFuzzer, by make test
-$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(BUILD)/libattn-translate.a
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/*.h $(BUILD)/libattn-translate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ifuzz $(LDFLAGS) $< fuzz/replay.c $(BUILD)/libattn-translate.a $(LDLIBS) -o $@
 

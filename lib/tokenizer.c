@@ -30,6 +30,9 @@
 #include <utf8proc.h>
 
 #include "internal.h"
+#include "json.h"
+
+#include <cjson/cJSON.h>
 
 /* ======================================================================== */
 /* Types                                                                    */
@@ -898,31 +901,31 @@ void at_vocab_free(at_vocab *v) {
     free(v);
 }
 
-static const cJSON *get_field(const cJSON *obj, const char *name) {
-    return cJSON_GetObjectItemCaseSensitive(obj, name);
+static const js_node *get_field(const js_doc *d, const js_node *obj, const char *name) {
+    return js_get(d, obj, name);
 }
 
-static at_status get_bool(const cJSON *obj, const char *where, const char *name, bool *out,
-                          at_error *err) {
-    const cJSON *it = get_field(obj, name);
+static at_status get_bool(const js_doc *d, const js_node *obj, const char *where, const char *name,
+                          bool *out, at_error *err) {
+    const js_node *it = get_field(d, obj, name);
     if (!it) return at_fail(err, AT_ERR_FORMAT, "%s.%s is missing", where, name);
-    if (!cJSON_IsBool(it))
+    if (!js_is(it, JS_TRUE) && !js_is(it, JS_FALSE))
         return at_fail(err, AT_ERR_FORMAT, "%s.%s must be true or false", where, name);
-    *out = cJSON_IsTrue(it);
+    *out = js_is(it, JS_TRUE);
     return AT_OK;
 }
 
-static at_status get_int(const cJSON *obj, const char *where, const char *name, long lo,
-                         long hi, int *out, at_error *err) {
-    const cJSON *it = get_field(obj, name);
+static at_status get_int(const js_doc *d, const js_node *obj, const char *where, const char *name,
+                         long lo, long hi, int *out, at_error *err) {
+    const js_node *it = get_field(d, obj, name);
     if (!it) return at_fail(err, AT_ERR_FORMAT, "%s%s is missing", where, name);
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble))
+    if (!js_is(it, JS_NUMBER) || it->num != floor(it->num))
         return at_fail(err, AT_ERR_FORMAT, "%s%s must be an integer", where, name);
-    double d = it->valuedouble;
-    if (d < (double)lo || d > (double)hi)
+    double x = it->num;
+    if (x < (double)lo || x > (double)hi)
         return at_fail(err, AT_ERR_FORMAT, "%s%s = %.17g is out of range [%ld, %ld]", where,
-                       name, d, lo, hi);
-    *out = (int)d;
+                       name, x, lo, hi);
+    *out = (int)x;
     return AT_OK;
 }
 
@@ -1013,66 +1016,66 @@ done:
 static const char *const kTypeNames[] = {NULL, "normal", "unknown", "control",
                                          "user_defined", "unused", "byte"};
 
-static at_status load_spm(at_vocab *v, spm *sp, const cJSON *obj, const char *where,
-                          const strmap *tokmap, at_error *err) {
-    if (!cJSON_IsObject(obj))
+static at_status load_spm(at_vocab *v, spm *sp, const js_doc *d, const js_node *obj,
+                          const char *where, const strmap *tokmap, at_error *err) {
+    if (!js_is(obj, JS_OBJECT))
         return at_fail(err, AT_ERR_FORMAT, "%s is missing or not an object", where);
-    const cJSON *ty = get_field(obj, "type");
+    const js_node *ty = get_field(d, obj, "type");
     if (!ty) return at_fail(err, AT_ERR_FORMAT, "%s.type is missing", where);
-    if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "unigram") != 0)
+    if (!js_is(ty, JS_STRING) || strcmp(js_str(d, ty), "unigram") != 0)
         return at_fail(err, AT_ERR_FORMAT, "%s.type must be \"unigram\"", where);
 
-    const cJSON *no = get_field(obj, "normalizer");
+    const js_node *no = get_field(d, obj, "normalizer");
     if (!no) return at_fail(err, AT_ERR_FORMAT, "%s.normalizer is missing", where);
-    if (!cJSON_IsObject(no))
+    if (!js_is(no, JS_OBJECT))
         return at_fail(err, AT_ERR_FORMAT, "%s.normalizer must be an object", where);
     char nwhere[64];
     snprintf(nwhere, sizeof nwhere, "%s.normalizer", where);
-    const cJSON *nm = get_field(no, "name");
+    const js_node *nm = get_field(d, no, "name");
     if (!nm) return at_fail(err, AT_ERR_FORMAT, "%s.name is missing", nwhere);
-    if (!cJSON_IsString(nm))
+    if (!js_is(nm, JS_STRING))
         return at_fail(err, AT_ERR_FORMAT, "%s.name must be a string", nwhere);
-    if (strcmp(nm->valuestring, "nmt_nfkc") == 0) sp->norm = NORM_NMT_NFKC;
-    else if (strcmp(nm->valuestring, "nfkc") == 0) sp->norm = NORM_NFKC;
-    else if (strcmp(nm->valuestring, "identity") == 0) sp->norm = NORM_IDENTITY;
+    if (strcmp(js_str(d, nm), "nmt_nfkc") == 0) sp->norm = NORM_NMT_NFKC;
+    else if (strcmp(js_str(d, nm), "nfkc") == 0) sp->norm = NORM_NFKC;
+    else if (strcmp(js_str(d, nm), "identity") == 0) sp->norm = NORM_IDENTITY;
     else
         return at_fail(err, AT_ERR_FORMAT, "%s.name \"%.64s\" is not one of nmt_nfkc, "
-                       "nfkc, identity", nwhere, nm->valuestring);
+                       "nfkc, identity", nwhere, js_str(d, nm));
     at_status st;
-    if ((st = get_bool(no, nwhere, "add_dummy_prefix", &sp->add_dummy_prefix, err)) ||
-        (st = get_bool(no, nwhere, "remove_extra_whitespaces", &sp->remove_extra_whitespaces,
+    if ((st = get_bool(d, no, nwhere, "add_dummy_prefix", &sp->add_dummy_prefix, err)) ||
+        (st = get_bool(d, no, nwhere, "remove_extra_whitespaces", &sp->remove_extra_whitespaces,
                        err)) ||
-        (st = get_bool(no, nwhere, "escape_whitespaces", &sp->escape_whitespaces, err)))
+        (st = get_bool(d, no, nwhere, "escape_whitespaces", &sp->escape_whitespaces, err)))
         return st;
-    const cJSON *cm = get_field(no, "precompiled_charsmap");
+    const js_node *cm = get_field(d, no, "precompiled_charsmap");
     if (cm) {
-        if (!cJSON_IsString(cm))
+        if (!js_is(cm, JS_STRING))
             return at_fail(err, AT_ERR_FORMAT, "%s.precompiled_charsmap must be a base64 "
                            "string", nwhere);
-        if (sp->norm == NORM_IDENTITY && cm->valuestring[0])
+        if (sp->norm == NORM_IDENTITY && js_str(d, cm)[0])
             return at_fail(err, AT_ERR_FORMAT, "%s: identity normalizer with a charsmap",
                            nwhere);
-        if (cm->valuestring[0] && (st = load_charsmap(sp, where, cm->valuestring, err)))
+        if (js_str(d, cm)[0] && (st = load_charsmap(sp, where, js_str(d, cm), err)))
             return st;
     }
 
-    const cJSON *pa = get_field(obj, "pieces");
+    const js_node *pa = get_field(d, obj, "pieces");
     if (!pa) return at_fail(err, AT_ERR_FORMAT, "%s.pieces is missing", where);
-    if (!cJSON_IsArray(pa))
+    if (!js_is(pa, JS_ARRAY))
         return at_fail(err, AT_ERR_FORMAT, "%s.pieces must be an array", where);
-    int np = cJSON_GetArraySize(pa);
+    int np = (int)pa->count;
     if (np <= 0 || np > (1 << 24))
         return at_fail(err, AT_ERR_FORMAT, "%s.pieces has %d entries", where, np);
     sp->n_pieces = np;
     size_t total = 0;
     int i = 0;
-    for (const cJSON *e = pa->child; e; e = e->next, i++) {
-        const cJSON *s = cJSON_IsArray(e) && cJSON_GetArraySize(e) == 3 ? e->child : NULL;
-        if (!s || !cJSON_IsString(s) || !cJSON_IsNumber(s->next) ||
-            !cJSON_IsString(s->next->next))
+    for (const js_node *e = js_child(d, pa); e; e = js_next(d, e), i++) {
+        const js_node *s = js_is(e, JS_ARRAY) && (int)e->count == 3 ? js_child(d, e) : NULL;
+        if (!s || !js_is(s, JS_STRING) || !js_is(js_next(d, s), JS_NUMBER) ||
+            !js_is(js_next(d, js_next(d, s)), JS_STRING))
             return at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] must be [piece, score, type]",
                            where, i);
-        total += strlen(s->valuestring) + 1;
+        total += strlen(js_str(d, s)) + 1;
     }
     sp->piece = malloc((size_t)np * sizeof *sp->piece);
     sp->piece_len = malloc((size_t)np * sizeof *sp->piece_len);
@@ -1094,9 +1097,9 @@ static at_status load_spm(at_vocab *v, spm *sp, const cJSON *obj, const char *wh
     sp->max_score = FLT_MIN; /* as in model_interface.cc: FLT_MIN, not -FLT_MAX */
     size_t off = 0;
     i = 0;
-    for (const cJSON *e = pa->child; e; e = e->next, i++) {
-        const cJSON *s = e->child, *sc = s->next, *tn = sc->next;
-        size_t l = strlen(s->valuestring);
+    for (const js_node *e = js_child(d, pa); e; e = js_next(d, e), i++) {
+        const js_node *s = js_child(d, e), *sc = js_next(d, s), *tn = js_next(d, sc);
+        size_t l = strlen(js_str(d, s));
         if (l == 0) {
             st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] is an empty piece", where, i);
             goto done;
@@ -1106,34 +1109,34 @@ static at_status load_spm(at_vocab *v, spm *sp, const cJSON *obj, const char *wh
                          where, i, l, AT_MAX_PIECE_BYTES);
             goto done;
         }
-        if (utf8_check(s->valuestring, l) != l) {
+        if (utf8_check(js_str(d, s), l) != l) {
             st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] is not valid UTF-8", where, i);
             goto done;
         }
-        memcpy(sp->blob + off, s->valuestring, l + 1);
+        memcpy(sp->blob + off, js_str(d, s), l + 1);
         sp->piece[i] = sp->blob + off;
         sp->piece_len[i] = (uint32_t)l;
         off += l + 1;
-        float f = (float)sc->valuedouble;
-        if (!isfinite(sc->valuedouble) || !isfinite(f)) {
+        float f = (float)sc->num;
+        if (!isfinite(sc->num) || !isfinite(f)) {
             st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] (\"%.64s\") has a non-finite "
-                         "score", where, i, s->valuestring);
+                         "score", where, i, js_str(d, s));
             goto done;
         }
         sp->score[i] = f;
         int t = 0;
         for (int k = 1; k <= 6; k++)
-            if (strcmp(tn->valuestring, kTypeNames[k]) == 0) t = k;
+            if (strcmp(js_str(d, tn), kTypeNames[k]) == 0) t = k;
         if (!t) {
             st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d] has unknown type \"%.32s\"", where,
-                         i, tn->valuestring);
+                         i, js_str(d, tn));
             goto done;
         }
         sp->type[i] = (uint8_t)t;
         int32_t prev = strmap_insert(&dup, i);
         if (prev >= 0) {
             st = at_fail(err, AT_ERR_FORMAT, "%s.pieces[%d]: duplicate piece \"%.64s\" (also "
-                         "pieces[%d])", where, i, s->valuestring, (int)prev);
+                         "pieces[%d])", where, i, js_str(d, s), (int)prev);
             goto done;
         }
         if (t == PT_UNKNOWN) {
@@ -1151,7 +1154,7 @@ static at_status load_spm(at_vocab *v, spm *sp, const cJSON *obj, const char *wh
         keep[i] = t == PT_NORMAL || t == PT_USER_DEFINED || t == PT_UNUSED;
         ukeep[i] = t == PT_USER_DEFINED;
         if (ukeep[i]) sp->has_user = true;
-        int32_t mid = strmap_find(tokmap, s->valuestring, l);
+        int32_t mid = strmap_find(tokmap, js_str(d, s), l);
         sp->model_id[i] = mid >= 0 ? mid : v->unk_id;
     }
     if (sp->unk_piece < 0) {
@@ -1172,23 +1175,23 @@ done:
     return st;
 }
 
-at_status at_vocab_from_json(const cJSON *root, int expected_vocab_size, at_vocab **out,
-                             at_error *err) {
-    if (!out) return at_fail(err, AT_ERR_ARG, "vocab: out is NULL");
-    if (!cJSON_IsObject(root))
+static at_status vocab_from_doc(const js_doc *d, int expected_vocab_size, at_vocab **out,
+                                at_error *err) {
+    const js_node *root = js_root(d);
+    if (!js_is(root, JS_OBJECT))
         return at_fail(err, AT_ERR_FORMAT, "vocab: top level is not a JSON object");
-    const cJSON *fmt = get_field(root, "format");
+    const js_node *fmt = get_field(d, root, "format");
     if (!fmt) return at_fail(err, AT_ERR_FORMAT, "vocab: format is missing");
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "attn-translate-vocab") != 0)
+    if (!js_is(fmt, JS_STRING) || strcmp(js_str(d, fmt), "attn-translate-vocab") != 0)
         return at_fail(err, AT_ERR_FORMAT, "vocab: format must be \"attn-translate-vocab\"");
     int version;
-    at_status st = get_int(root, "vocab: ", "version", 1, 1, &version, err);
+    at_status st = get_int(d, root, "vocab: ", "version", 1, 1, &version, err);
     if (st) return st;
-    const cJSON *tk = get_field(root, "tokens");
+    const js_node *tk = get_field(d, root, "tokens");
     if (!tk) return at_fail(err, AT_ERR_FORMAT, "vocab: tokens is missing");
-    if (!cJSON_IsArray(tk))
+    if (!js_is(tk, JS_ARRAY))
         return at_fail(err, AT_ERR_FORMAT, "vocab: tokens must be an array");
-    int nt = cJSON_GetArraySize(tk);
+    int nt = (int)tk->count;
     if (nt <= 0) return at_fail(err, AT_ERR_FORMAT, "vocab: tokens is empty");
     if (expected_vocab_size >= 0 && nt != expected_vocab_size)
         return at_fail(err, AT_ERR_FORMAT, "vocab: tokens has %d entries, the model's "
@@ -1206,12 +1209,12 @@ at_status at_vocab_from_json(const cJSON *root, int expected_vocab_size, at_voca
     strmap *tokmap = v->token_map;
     size_t total = 0;
     int i = 0;
-    for (const cJSON *e = tk->child; e; e = e->next, i++) {
-        if (!cJSON_IsString(e)) {
+    for (const js_node *e = js_child(d, tk); e; e = js_next(d, e), i++) {
+        if (!js_is(e, JS_STRING)) {
             st = at_fail(err, AT_ERR_FORMAT, "vocab: tokens[%d] is not a string", i);
             goto fail;
         }
-        total += strlen(e->valuestring) + 1;
+        total += strlen(js_str(d, e)) + 1;
     }
     v->tokens = malloc((size_t)nt * sizeof *v->tokens);
     v->token_blob = malloc(total);
@@ -1223,30 +1226,30 @@ at_status at_vocab_from_json(const cJSON *root, int expected_vocab_size, at_voca
     }
     size_t off = 0;
     i = 0;
-    for (const cJSON *e = tk->child; e; e = e->next, i++) {
-        size_t l = strlen(e->valuestring);
-        if (utf8_check(e->valuestring, l) != l) {
+    for (const js_node *e = js_child(d, tk); e; e = js_next(d, e), i++) {
+        size_t l = strlen(js_str(d, e));
+        if (utf8_check(js_str(d, e), l) != l) {
             st = at_fail(err, AT_ERR_FORMAT, "vocab: tokens[%d] is not valid UTF-8", i);
             goto fail;
         }
-        memcpy(v->token_blob + off, e->valuestring, l + 1);
+        memcpy(v->token_blob + off, js_str(d, e), l + 1);
         v->tokens[i] = v->token_blob + off;
         lens[i] = (uint32_t)l;
         off += l + 1;
         int32_t prev = strmap_insert(tokmap, i);
         if (prev >= 0) {
             st = at_fail(err, AT_ERR_FORMAT, "vocab: tokens[%d]: duplicate token \"%.64s\" "
-                         "(also tokens[%d])", i, e->valuestring, (int)prev);
+                         "(also tokens[%d])", i, js_str(d, e), (int)prev);
             goto fail;
         }
     }
-    if ((st = get_int(root, "vocab: ", "pad_id", 0, nt - 1, &v->pad_id, err)) ||
-        (st = get_int(root, "vocab: ", "eos_id", 0, nt - 1, &v->eos_id, err)) ||
-        (st = get_int(root, "vocab: ", "unk_id", 0, nt - 1, &v->unk_id, err)))
+    if ((st = get_int(d, root, "vocab: ", "pad_id", 0, nt - 1, &v->pad_id, err)) ||
+        (st = get_int(d, root, "vocab: ", "eos_id", 0, nt - 1, &v->eos_id, err)) ||
+        (st = get_int(d, root, "vocab: ", "unk_id", 0, nt - 1, &v->unk_id, err)))
         goto fail;
-    if ((st = load_spm(v, &v->sp[0], get_field(root, "source"), "vocab: source", tokmap,
+    if ((st = load_spm(v, &v->sp[0], d, get_field(d, root, "source"), "vocab: source", tokmap,
                        err)) ||
-        (st = load_spm(v, &v->sp[1], get_field(root, "target"), "vocab: target", tokmap,
+        (st = load_spm(v, &v->sp[1], d, get_field(d, root, "target"), "vocab: target", tokmap,
                        err)))
         goto fail;
     *out = v;
@@ -1256,19 +1259,56 @@ fail:
     return st;
 }
 
+/* The document parsed, then checked. Not JSON: AT_ERR_FORMAT, *not_json = 1 and
+ * *err_at where parsing stopped (the caller words the message). */
+static at_status vocab_parse(const char *text, size_t len, int expected_vocab_size,
+                             at_vocab **out, int *not_json, size_t *err_at, at_error *err) {
+    js_doc d;
+    int rc = js_parse(&d, text, len, err_at);
+    *not_json = rc == -1;
+    if (rc == -2) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    if (rc) return AT_ERR_FORMAT;
+    at_status st = vocab_from_doc(&d, expected_vocab_size, out, err);
+    js_free(&d);
+    return st;
+}
+
+at_status at_vocab_parse(const char *text, size_t len, int expected_vocab_size, at_vocab **out,
+                         at_error *err) {
+    if (!out || (!text && len)) return at_fail(err, AT_ERR_ARG, "vocab: invalid argument");
+    *out = NULL;
+    size_t at = 0;
+    int not_json;
+    at_status st = vocab_parse(text ? text : "", len, expected_vocab_size, out, &not_json, &at, err);
+    if (not_json) return at_fail(err, AT_ERR_FORMAT, "vocab: not valid JSON (near byte %zu)", at);
+    return st;
+}
+
+at_status at_vocab_from_json(const cJSON *root, int expected_vocab_size, at_vocab **out,
+                             at_error *err) {
+    if (!out) return at_fail(err, AT_ERR_ARG, "vocab: out is NULL");
+    *out = NULL;
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (!text) return root ? at_fail(err, AT_ERR_NOMEM, "out of memory")
+                           : at_fail(err, AT_ERR_FORMAT, "vocab: top level is not a JSON object");
+    at_status st = at_vocab_parse(text, strlen(text), expected_vocab_size, out, err);
+    cJSON_free(text);
+    return st;
+}
+
 at_status at_vocab_load(const char *path, int expected_vocab_size, at_vocab **out,
                         at_error *err) {
     if (!path || !out) return at_fail(err, AT_ERR_ARG, "vocab: invalid argument");
+    *out = NULL;
     char *text = NULL;
-    size_t len = 0;
+    size_t len = 0, at = 0;
     at_status st = at_read_file(path, (size_t)64 << 20, &text, &len, err);
     if (st) return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return at_fail(err, AT_ERR_FORMAT, "%s: not valid JSON", path);
     at_error e2 = {AT_OK, ""};
-    st = at_vocab_from_json(root, expected_vocab_size, out, &e2);
-    cJSON_Delete(root);
+    int not_json;
+    st = vocab_parse(text, len, expected_vocab_size, out, &not_json, &at, &e2);
+    free(text);
+    if (not_json) return at_fail(err, AT_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
     if (st) return at_fail(err, st, "%s: %s", path, e2.message);
     return AT_OK;
 }

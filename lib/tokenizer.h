@@ -17,12 +17,17 @@
 
 typedef struct at_vocab at_vocab;
 
-/* Parses a vocab.json document (the cJSON root; borrowed, not kept) and validates
- * everything: format/version, a tokens array of expected_vocab_size strings (pass -1
- * to skip the size check), special ids in range, piece types, normalizer name,
- * finite scores, no duplicate pieces within one SPM. On success *out owns a new
- * vocab (release with at_vocab_free). Errors are AT_ERR_FORMAT (message names the
- * field) or AT_ERR_NOMEM. */
+/* Parses a vocab.json document text[0, len) (json.h: what cJSON accepts, without a
+ * malloc per value) and validates everything: format/version, a tokens array of
+ * expected_vocab_size strings (pass -1 to skip the size check), special ids in range,
+ * piece types, normalizer name, finite scores, no duplicate pieces within one SPM. On
+ * success *out owns a new vocab (release with at_vocab_free). Errors are
+ * AT_ERR_FORMAT (message names the field) or AT_ERR_NOMEM. */
+at_status at_vocab_parse(const char *text, size_t len, int expected_vocab_size, at_vocab **out,
+                         at_error *err);
+
+/* The same for a document already parsed by cJSON (borrowed, not kept): printed, then
+ * parsed by at_vocab_parse. For tests that edit documents. */
 at_status at_vocab_from_json(const cJSON *root, int expected_vocab_size, at_vocab **out,
                              at_error *err);
 

@@ -36,6 +36,7 @@ run() {   # run NAME COMMAND...
 }
 
 run test_tokenizer "$BUILD/tests/test_tokenizer"
+run test_json "$BUILD/tests/test_json"
 run test_model "$BUILD/tests/test_model"
 run test_gemm "$BUILD/tests/test_gemm"
 run test_forward "$BUILD/tests/test_forward"
