@@ -94,6 +94,7 @@ struct at_vocab {
     struct strmap *token_map; /* token text -> id */
     int pad_id, eos_id, unk_id;
     spm sp[2];          /* 0 = source, 1 = target */
+    bool shared_spm;    /* sp[1] is a copy of sp[0]'s pointers (a joint model) */
 };
 
 /* ======================================================================== */
@@ -277,17 +278,39 @@ static int cmp_bytes(const char *a, uint32_t na, const char *b, uint32_t nb) {
     return na < nb ? -1 : na > nb ? 1 : 0;
 }
 
+/* The first 8 bytes of a piece as a big-endian number, zero-padded: comparing keys
+ * compares those bytes (a piece holds no NUL, so a shorter piece sorts first). */
+static uint64_t prefix_key(const char *s, uint32_t n) {
+    uint64_t k = 0;
+    for (uint32_t i = 0; i < 8; i++) k = k << 8 | (i < n ? (unsigned char)s[i] : 0u);
+    return k;
+}
+
+typedef struct sort_ctx {
+    char *const *str;
+    const uint32_t *len;
+    const uint64_t *key; /* prefix_key of each piece */
+} sort_ctx;
+
+/* cmp_bytes of pieces a and b, mostly decided by their keys. */
+static int cmp_pieces(const sort_ctx *c, int32_t a, int32_t b) {
+    if (c->key[a] != c->key[b]) return c->key[a] < c->key[b] ? -1 : 1;
+    if (c->len[a] <= 8 || c->len[b] <= 8) /* equal first bytes: the shorter first */
+        return c->len[a] < c->len[b] ? -1 : c->len[a] > c->len[b];
+    return cmp_bytes(c->str[a] + 8, c->len[a] - 8, c->str[b] + 8, c->len[b] - 8);
+}
+
 /* Stable merge sort of piece indices by piece bytes (no global qsort context, so
  * vocabs can be loaded from several threads at once). */
-static void sort_pieces(int32_t *a, int32_t *tmp, size_t n, char *const *str,
-                        const uint32_t *len) {
+static void sort_pieces(int32_t *a, int32_t *tmp, size_t n, const sort_ctx *c) {
     if (n < 2) return;
     size_t h = n / 2;
-    sort_pieces(a, tmp, h, str, len);
-    sort_pieces(a + h, tmp, n - h, str, len);
+    sort_pieces(a, tmp, h, c);
+    sort_pieces(a + h, tmp, n - h, c);
+    if (cmp_pieces(c, a[h - 1], a[h]) <= 0) return; /* already in order */
     size_t i = 0, j = h, k = 0;
     while (i < h && j < n) {
-        if (cmp_bytes(str[a[j]], len[a[j]], str[a[i]], len[a[i]]) < 0) tmp[k++] = a[j++];
+        if (cmp_pieces(c, a[j], a[i]) < 0) tmp[k++] = a[j++];
         else tmp[k++] = a[i++];
     }
     while (i < h) tmp[k++] = a[i++];
@@ -345,12 +368,18 @@ static bool trie_build_from(trie *t, int n, char *const *str, const uint32_t *le
     for (int i = 0; i < n; i++)
         if (keep[i]) order[m++] = i;
     int32_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-    if (!tmp) {
+    uint64_t *key = malloc((size_t)(n ? n : 1) * sizeof *key);
+    if (!tmp || !key) {
         free(order);
+        free(tmp);
+        free(key);
         return false;
     }
-    sort_pieces(order, tmp, m, str, len);
+    for (size_t i = 0; i < m; i++) key[order[i]] = prefix_key(str[order[i]], len[order[i]]);
+    sort_ctx sc = {str, len, key};
+    sort_pieces(order, tmp, m, &sc);
     free(tmp);
+    free(key);
     trie_build b = {t, str, len, order, 1024};
     t->nodes = malloc(b.cap * sizeof *t->nodes);
     if (!t->nodes) {
@@ -896,9 +925,23 @@ void at_vocab_free(at_vocab *v) {
     free(v->token_len);
     if (v->token_map) free(v->token_map->slot);
     free(v->token_map);
+    if (!v->shared_spm) spm_free(&v->sp[1]);
     spm_free(&v->sp[0]);
-    spm_free(&v->sp[1]);
     free(v);
+}
+
+/* Two JSON values alike: types, member names in order, strings (every byte), numbers
+ * (every bit). */
+static bool js_same(const js_doc *d, const js_node *a, const js_node *b) {
+    if (!a || !b || a->type != b->type || a->count != b->count) return false;
+    if (a->type == JS_NUMBER) return !memcmp(&a->num, &b->num, sizeof a->num);
+    if (a->type == JS_STRING) return !memcmp(js_str(d, a), js_str(d, b), a->count);
+    if (a->type != JS_ARRAY && a->type != JS_OBJECT) return true;
+    bool object = a->type == JS_OBJECT;
+    for (a = js_child(d, a), b = js_child(d, b); a && b; a = js_next(d, a), b = js_next(d, b))
+        if ((object && strcmp(d->strings + a->key, d->strings + b->key)) || !js_same(d, a, b))
+            return false;
+    return !a && !b;
 }
 
 static const js_node *get_field(const js_doc *d, const js_node *obj, const char *name) {
@@ -1247,11 +1290,14 @@ static at_status vocab_from_doc(const js_doc *d, int expected_vocab_size, at_voc
         (st = get_int(d, root, "vocab: ", "eos_id", 0, nt - 1, &v->eos_id, err)) ||
         (st = get_int(d, root, "vocab: ", "unk_id", 0, nt - 1, &v->unk_id, err)))
         goto fail;
-    if ((st = load_spm(v, &v->sp[0], d, get_field(d, root, "source"), "vocab: source", tokmap,
-                       err)) ||
-        (st = load_spm(v, &v->sp[1], d, get_field(d, root, "target"), "vocab: target", tokmap,
-                       err)))
+    const js_node *src = get_field(d, root, "source"), *tgt = get_field(d, root, "target");
+    if ((st = load_spm(v, &v->sp[0], d, src, "vocab: source", tokmap, err))) goto fail;
+    if (tgt && js_same(d, src, tgt)) { /* one SentencePiece model for both sides: built once */
+        v->sp[1] = v->sp[0];
+        v->shared_spm = true;
+    } else if ((st = load_spm(v, &v->sp[1], d, tgt, "vocab: target", tokmap, err))) {
         goto fail;
+    }
     *out = v;
     return AT_OK;
 fail:
