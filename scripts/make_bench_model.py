@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A Transformer-base-sized random model for `make bench` (never committed).
 
-    make_bench_model.py OUT_DIR [--vocab opus|tiny] [--seed 0] [--force]
+    make_bench_model.py OUT_DIR [--vocab opus|tiny] [--seed 0] [--layout packed|rows] [--force]
 
 Architecture (Marian / OPUS-MT's transformer-base): 6+6 layers, d_model 512, 8 heads,
 FFN 2048, swish, shared and tied embeddings, scale_embedding, 512 positions.
@@ -19,6 +19,11 @@ Weights: N(0, 0.02) for every matrix and the embedding, zero biases, LayerNorm w
 drawn with numpy's default_rng(seed). final_logits_bias[eos] = -1e4, so eos never wins:
 with `--max-length 1+0` every output has exactly as many tokens as its source (eos
 included), whatever the engine, beam or batch, so timings compare.
+
+--layout packed (the default, as scripts/export.py and convert_marian.py write models)
+stores the weight matrices as the kernels read them (format version 2, docs/FORMAT.md), so
+loading is a memory map plus the checks; --layout rows writes the version-1 row-major file,
+which the engine repacks at every load.
 
 About 300 MB of f32 (opus). The directory is reused when OUT_DIR/bench-params.json
 records the same parameters (and model.bin has the recorded size); --force rewrites it.
@@ -58,7 +63,7 @@ def vocabulary(kind):
 
 def params_of(a):
     return {"recipe": RECIPE, "vocab": a.vocab, "seed": a.seed, "d_model": 512, "layers": 6,
-            "heads": 8, "ffn": 2048}
+            "heads": 8, "ffn": 2048, "layout": a.layout}
 
 
 def cached(out, params):
@@ -71,9 +76,9 @@ def cached(out, params):
         return False
 
 
-def make(out, vocab_kind="opus", seed=0, force=False, quiet=False):
+def make(out, vocab_kind="opus", seed=0, force=False, quiet=False, layout="packed"):
     """Write (or reuse) the bench model in `out`. Returns the directory."""
-    a = argparse.Namespace(vocab=vocab_kind, seed=seed)
+    a = argparse.Namespace(vocab=vocab_kind, seed=seed, layout=layout)
     params = params_of(a)
     if not force and cached(out, params):
         return out
@@ -101,7 +106,7 @@ def make(out, vocab_kind="opus", seed=0, force=False, quiet=False):
     if os.path.exists(os.path.join(out, "bench-params.json")):
         os.remove(os.path.join(out, "bench-params.json"))  # invalid while rewriting
     header = atmodel.write_model(out, config, generation, tensors, "f32", vocab,
-                                 extra_files={"source.spm": spm})
+                                 extra_files={"source.spm": spm}, layout=layout)
     with open(os.path.join(out, "bench-params.json"), "w", encoding="utf-8") as f:
         json.dump({"params": params, "model_bin_bytes": header["weights"]["bytes"]}, f)
         f.write("\n")
@@ -118,9 +123,11 @@ def main(argv=None):
     ap.add_argument("out", help="output directory (use /tmp: ~300 MB)")
     ap.add_argument("--vocab", choices=("opus", "tiny"), default="opus")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layout", choices=atmodel.LAYOUTS, default="packed",
+                    help="packed (format version 2, the default) or rows (version 1)")
     ap.add_argument("--force", action="store_true", help="rewrite even if cached")
     a = ap.parse_args(argv)
-    make(a.out, a.vocab, a.seed, a.force)
+    make(a.out, a.vocab, a.seed, a.force, layout=a.layout)
     return 0
 
 
