@@ -71,7 +71,8 @@ static const char *usage_text =
     "      --on-error MODE      a line that cannot be translated: copy (default: print\n"
     "                           the source line), skip (print an empty line), fail (stop)\n"
     "Throughput:\n"
-    "  -t, --threads N          worker threads (default: cores, up to 8; 1 on a terminal)\n"
+    "  -t, --threads N          worker threads, and threads loading the model (default: cores,\n"
+    "                           up to 8; translation on a terminal: 1)\n"
     "      --dtype T            weights as f32 (default), f16 (half the memory) or int8\n"
     "                           (a quarter, fastest; quantized once at load)\n"
     "      --batch-size N       sentences per batch (default 32)\n"
@@ -98,6 +99,7 @@ typedef struct cli {
     int n_inputs;
     const char *output;
     int beam, n_best, threads, quiet, progress, progress_explicit, unbuffered, split, align, verbose;
+    int load_threads; /* threads for loading the model: --threads N, else the cores (<= 8) */
     int max_input, batch_size, max_batch_tokens, dtype;
     size_t max_line_bytes;
     float length_penalty, factor;
@@ -274,13 +276,20 @@ static const char *absolute(const char *path, char *buf, size_t cap) {
     return buf;
 }
 
+/* Loads with --dtype, on as many threads as cores (or --threads N when given): the
+ * weights are checked and converted, and vocab.json read, in parallel. */
+static at_status load_dir(const cli *c, const char *dir, at_model **model, at_error *err) {
+    at_load_options o = {(at_dtype)c->dtype, c->load_threads};
+    return at_model_load_opts(dir, &o, model, err);
+}
+
 /* Loads -m DIR, else $ATTN_TRANSLATE_MODEL, else the first of model_places that has a
  * model.json. On failure prints one message that names every place it looked. */
 static at_status load_model(const cli *c, at_model **model) {
     at_error err = {0};
     char abs[PATH_MAX + 64];
     if (c->model_dir) {
-        at_status st = at_model_load_dtype(c->model_dir, (at_dtype)c->dtype, model, &err);
+        at_status st = load_dir(c, c->model_dir, model, &err);
         if (st)
             fprintf(stderr, "attn-translate: cannot load the model given with -m, %s: %s\n",
                     absolute(c->model_dir, abs, sizeof abs), err.message);
@@ -288,7 +297,7 @@ static at_status load_model(const cli *c, at_model **model) {
     }
     const char *env = getenv("ATTN_TRANSLATE_MODEL");
     if (env && *env) {
-        at_status st = at_model_load_dtype(env, (at_dtype)c->dtype, model, &err);
+        at_status st = load_dir(c, env, model, &err);
         if (st)
             fprintf(stderr, "attn-translate: $ATTN_TRANSLATE_MODEL is set to %s, which cannot be "
                             "loaded: %s\n", absolute(env, abs, sizeof abs), err.message);
@@ -301,7 +310,7 @@ static at_status load_model(const cli *c, at_model **model) {
         if (snprintf(probe, sizeof probe, "%.*s/model.json", PATH_MAX, places[i]) >= (int)sizeof probe ||
             access(probe, F_OK) != 0)
             continue;
-        at_status st = at_model_load_dtype(places[i], (at_dtype)c->dtype, model, &err);
+        at_status st = load_dir(c, places[i], model, &err);
         if (st) fprintf(stderr, "attn-translate: cannot load the default model %s: %s\n", places[i], err.message);
         return st;
     }
@@ -1100,9 +1109,11 @@ int main(int argc, char **argv) {
     int interactive_in = c.n_inputs == 0 && isatty(STDIN_FILENO);
     if (interactive_in) c.unbuffered = 1;
     if (c.progress < 0) c.progress = !c.quiet && !c.unbuffered && isatty(STDERR_FILENO);
-    if (c.threads == 0) {
+    {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c.threads = c.unbuffered ? 1 : n < 1 ? 1 : n > 8 ? 8 : (int)n;
+        int cores = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+        c.load_threads = c.threads ? c.threads : cores;
+        if (c.threads == 0) c.threads = c.unbuffered ? 1 : cores;
     }
     openblas_set_num_threads(1);
 

@@ -88,6 +88,18 @@ typedef enum at_dtype {
  * weight that f16 cannot hold. Ownership as for at_model_load(). */
 at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, at_error *err);
 
+/* How to load: at_model_load_opts(). */
+typedef struct at_load_options {
+    at_dtype dtype; /* as for at_model_load_dtype() */
+    int threads;    /* threads that check and convert the weights and read vocab.json
+                       meanwhile (<= 1: the calling thread only); all are joined before
+                       the call returns, and the model does not depend on their number */
+} at_load_options;
+
+/* at_model_load_dtype() with options; at_model_load_dtype() is this with threads 1. */
+at_status at_model_load_opts(const char *dir, const at_load_options *opts, at_model **out,
+                             at_error *err);
+
 /* Parses "f32", "f16", "int8" (or "auto"); returns -1 for anything else. */
 int at_dtype_parse(const char *name);
 

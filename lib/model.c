@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -27,6 +29,7 @@
 #endif
 
 #define AT_HEADER_MAX (16u << 20)
+#define AT_LOAD_THREADS_MAX 64
 #define AT_ALIGN 64
 #define AT_PREAMBLE 64
 static const char AT_MAGIC[8] = {'A', 'T', 'T', 'N', 'T', 'R', 'W', '\0'};
@@ -453,28 +456,95 @@ typedef struct loader {
 
 /* One anonymous mapping for every converted weight, aligned to 2 MiB and offered
  * transparent huge pages when it spans several: far fewer page faults than malloc'd
- * blocks, and fewer TLB misses in the kernels. */
-static at_status arena_reserve(loader *ld, size_t bytes, at_error *err) {
+ * blocks, and fewer TLB misses in the kernels. Its start goes to *base. */
+static at_status arena_reserve(at_model *m, size_t bytes, char **base, at_error *err) {
     const size_t huge = (size_t)2 << 20;
+    *base = NULL;
     if (!bytes) return AT_OK;
     void *p = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return at_fail(err, AT_ERR_NOMEM, "out of memory (%zu MiB for the weights)", bytes >> 20);
-    ld->m->arena_map = p;
-    ld->m->arena_map_len = bytes + huge;
-    ld->at = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
-    ld->end = ld->at + bytes;
+    m->arena_map = p;
+    m->arena_map_len = bytes + huge;
+    *base = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
 #ifdef MADV_HUGEPAGE
-    if (bytes >= 2 * huge) madvise(ld->at, bytes / huge * huge, MADV_HUGEPAGE);
+    if (bytes >= 2 * huge) madvise(*base, bytes / huge * huge, MADV_HUGEPAGE);
 #endif
     return AT_OK;
 }
 
+/* The next 64-byte aligned block of the window [ld->at, ld->end) planned for a layer. */
 static void *arena_take(loader *ld, size_t bytes) {
     char *p = (char *)(((uintptr_t)ld->at + 63) & ~(uintptr_t)63);
     if (!ld->at || p > ld->end || (size_t)(ld->end - p) < bytes) return NULL; /* not planned */
     ld->at = p + bytes;
     return p;
+}
+
+/* ---- several loading threads ---------------------------------------------------- */
+
+/* The linear layers are converted by `threads` workers taking them in order from a
+ * shared counter, each with its own scratch and its own window of the arena (planned
+ * up front, so where a layer goes does not depend on the threads). A worker stops
+ * taking layers after any failure; every layer before the first failing one has been
+ * taken by then and is finished, so the error reported is the first in layer order,
+ * as with one thread. */
+typedef struct convert_job {
+    const loader *proto;       /* m, base, path */
+    at_lin **lins;
+    const expected **src;
+    char **window;             /* each layer's arena window: [window[j], window[j + 1]) */
+    at_status *status;
+    at_error *errs;
+    size_t in_max;
+    int n;
+    atomic_int next, failed;
+} convert_job;
+
+static at_status lin_convert(loader *ld, at_lin *L, const expected *x, const float *wscale,
+                             int check_only, at_error *err);
+
+static void *convert_worker(void *arg) {
+    convert_job *job = arg;
+    loader ld = *job->proto;
+    ld.R = malloc(16 * job->in_max * sizeof *ld.R);
+    ld.H = malloc(16 * job->in_max * sizeof *ld.H);
+    ld.Q = malloc(16 * (size_t)gemm_pad4((int)job->in_max));
+    for (;;) {
+        int j = atomic_fetch_add(&job->next, 1);
+        if (j >= job->n || atomic_load(&job->failed)) break;
+        if (!ld.R || !ld.H || !ld.Q) {
+            job->status[j] = at_fail(&job->errs[j], AT_ERR_NOMEM, "out of memory");
+        } else {
+            ld.at = job->window[j], ld.end = job->window[j + 1];
+            job->status[j] = lin_convert(&ld, job->lins[j], job->src[j], job->lins[j]->wscale, 0,
+                                         &job->errs[j]);
+        }
+        if (job->status[j]) atomic_store(&job->failed, 1);
+    }
+    free(ld.R);
+    free(ld.H);
+    free(ld.Q);
+    return NULL;
+}
+
+/* Runs convert_worker on `threads` threads (the calling one included; fewer when
+ * threads cannot be started). Returns the first failure in layer order. */
+static at_status convert_all(convert_job *job, int threads, at_error *err) {
+    pthread_t tid[AT_LOAD_THREADS_MAX];
+    int started = 0;
+    if (threads > AT_LOAD_THREADS_MAX) threads = AT_LOAD_THREADS_MAX;
+    if (threads > job->n) threads = job->n;
+    for (int i = 1; i < threads; i++)
+        if (pthread_create(&tid[started], NULL, convert_worker, job) == 0) started++;
+    convert_worker(job);
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    for (int j = 0; j < job->n; j++)
+        if (job->status[j]) {
+            if (err) *err = job->errs[j];
+            return job->status[j];
+        }
+    return AT_OK;
 }
 
 static size_t esize_of(const expected *x) { return x->i8 ? 1 : x->f16 ? 2 : 4; }
@@ -735,7 +805,7 @@ static at_status plain_tensor(loader *ld, expected *x, at_error *err) {
 
 /* Checks every stored value and gives each linear layer its compute form. */
 static at_status load_values(at_model *m, table *t, const unsigned char *base, const char *path,
-                             at_error *err) {
+                             int threads, at_error *err) {
     loader ld = {.m = m, .base = base, .path = path};
     size_t cap = (size_t)(6 * m->cfg.encoder_layers + 10 * m->cfg.decoder_layers + 1);
     at_lin **lins = malloc(cap * sizeof *lins);
@@ -800,32 +870,39 @@ static at_status load_values(at_model *m, table *t, const unsigned char *base, c
     }
     if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
 
-    /* the linear layers */
+    /* the linear layers: each gets its window of the arena, then they are converted */
     size_t arena = 0;
     for (int j = 0; j < n_lins; j++) arena += lin_bytes(lins[j], tg, src[j]);
-    if (!s) s = arena_reserve(&ld, arena, err);
-    if (s) {
-        free(lins);
-        free((void *)src);
-        return s;
+    char *abase = NULL, **window = malloc(((size_t)n_lins + 1) * sizeof *window);
+    at_status *status = calloc((size_t)n_lins, sizeof *status);
+    at_error *errs = calloc((size_t)n_lins, sizeof *errs);
+    if (!s && (!window || !status || !errs)) s = at_fail(err, AT_ERR_NOMEM, "out of memory");
+    if (!s) s = arena_reserve(m, arena, &abase, err);
+    if (!s) {
+        size_t at = 0;
+        for (int j = 0; j < n_lins; j++) {
+            window[j] = abase ? abase + at : NULL;
+            at += lin_bytes(lins[j], tg, src[j]);
+        }
+        window[n_lins] = abase ? abase + at : NULL;
+        convert_job job = {.proto = &ld, .lins = lins, .src = src, .window = window,
+                           .status = status, .errs = errs, .in_max = in_max, .n = n_lins};
+        atomic_init(&job.next, 0);
+        atomic_init(&job.failed, 0);
+        s = convert_all(&job, threads, err);
     }
-    ld.R = malloc(16 * in_max * sizeof *ld.R);
-    ld.H = malloc(16 * in_max * sizeof *ld.H);
-    ld.Q = malloc(16 * (size_t)gemm_pad4((int)in_max));
-    if (!ld.R || !ld.H || !ld.Q) s = at_fail(err, AT_ERR_NOMEM, "out of memory");
-    for (int j = 0; !s && j < n_lins; j++) s = lin_convert(&ld, lins[j], src[j], lins[j]->wscale, 0, err);
     if (!s && tied_q8) /* not used by f32 / f16 compute, but checked all the same */
         s = lin_convert(&ld, &m->lm_head, tied_q8, m->lm_head.wscale, 1, err);
-    free(ld.R);
-    free(ld.H);
-    free(ld.Q);
+    free(window);
+    free(status);
+    free(errs);
     free(lins);
     free((void *)src);
     return s;
 }
 
 static at_status map_weights(at_model *m, const cJSON *root, table *t, const char *dir,
-                             const char *file, at_error *err) {
+                             const char *file, int threads, at_error *err) {
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "weights");
     if (!cJSON_IsObject(w)) return at_fail(err, AT_ERR_FORMAT, "%s: \"weights\" is missing", file);
     const cJSON *wf = cJSON_GetObjectItemCaseSensitive(w, "file");
@@ -1018,7 +1095,7 @@ static at_status map_weights(at_model *m, const cJSON *root, table *t, const cha
 
     m->owned = calloc((size_t)t->n + 4, sizeof *m->owned); /* at most 1 per tensor */
     if (!m->owned) return at_fail(err, AT_ERR_NOMEM, "out of memory");
-    return load_values(m, t, base, path, err);
+    return load_values(m, t, base, path, threads, err);
 }
 
 static at_status make_positions(at_model *m, at_error *err) {
@@ -1061,8 +1138,31 @@ const char *at_model_compute(const at_model *m) {
     return desc[m->wtype][m->isa];
 }
 
+/* vocab.json read on its own thread while the weights are checked */
+typedef struct vocab_job {
+    char path[4096];
+    int size;
+    at_vocab *vocab;
+    at_status status;
+    at_error err;
+} vocab_job;
+
+static void *vocab_worker(void *arg) {
+    vocab_job *v = arg;
+    v->status = at_vocab_load(v->path, v->size, &v->vocab, &v->err);
+    return NULL;
+}
+
 at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, at_error *err) {
-    if (!dir || !out) return at_fail(err, AT_ERR_ARG, "at_model_load: NULL argument");
+    at_load_options o = {dtype, 1};
+    return at_model_load_opts(dir, &o, out, err);
+}
+
+at_status at_model_load_opts(const char *dir, const at_load_options *opts, at_model **out,
+                             at_error *err) {
+    if (!dir || !out || !opts) return at_fail(err, AT_ERR_ARG, "at_model_load: NULL argument");
+    at_dtype dtype = opts->dtype;
+    int threads = opts->threads < 1 ? 1 : opts->threads;
     if ((int)dtype < AT_DTYPE_AUTO || dtype > AT_DTYPE_INT8)
         return at_fail(err, AT_ERR_ARG, "at_model_load: unknown dtype %d", (int)dtype);
     char path[4096];
@@ -1101,13 +1201,25 @@ at_status at_model_load_dtype(const char *dir, at_dtype dtype, at_model **out, a
         m->isa = (int)gemm_detect_isa();
     }
     if (!s) s = build_table(m, &t, err);
-    if (!s) s = map_weights(m, root, &t, dir, path, err);
-    if (!s) s = make_positions(m, err);
+    /* vocab.json on a thread of its own; its errors come after the weights' */
+    vocab_job vj = {.size = 0, .vocab = NULL, .status = AT_OK};
+    pthread_t vtid;
+    int vthread = 0;
     if (!s) {
-        char vpath[4096];
-        snprintf(vpath, sizeof vpath, "%s/vocab.json", dir);
-        s = at_vocab_load(vpath, m->cfg.vocab_size, &m->vocab, err);
+        snprintf(vj.path, sizeof vj.path, "%s/vocab.json", dir);
+        vj.size = m->cfg.vocab_size;
+        vthread = threads > 1 && pthread_create(&vtid, NULL, vocab_worker, &vj) == 0;
     }
+    if (!s) s = map_weights(m, root, &t, dir, path, threads, err);
+    if (!s) s = make_positions(m, err);
+    if (vthread) pthread_join(vtid, NULL);
+    else if (!s) vocab_worker(&vj);
+    if (!s && vj.status) {
+        s = vj.status;
+        if (err) *err = vj.err;
+    }
+    if (!s) m->vocab = vj.vocab;
+    else at_vocab_free(vj.vocab);
     if (!s) {
         int pad, eos, unk;
         at_vocab_special(m->vocab, &pad, &eos, &unk);

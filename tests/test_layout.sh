@@ -9,6 +9,7 @@
 #   - a model with tied but unshared embeddings (its decoder embedding packed) and one with
 #     int8 weights, packed by pack_model.py, translate like their row-major files;
 #   - an int8 file keeps its stored weights (never re-quantized);
+#   - loading on 1 or 3 threads gives the same output;
 #   - atmodel.read_model refuses a tied int8 lm_head that is not the quantized embedding,
 #     and nonzero padding.
 # Usage: tests/test_layout.sh [path/to/attn-translate]
@@ -36,6 +37,15 @@ same() { # same LABEL DIR_A DIR_B
     done
 }
 for m in A B C A8; do same "$m" "$TINY/$m" "$TINY/${m}P"; done
+# loaded by 1 or 3 threads (--threads also sets the loading threads): the same output
+for m in A AP A8P BP; do
+    for dt in f32 f16 int8; do
+        "$BIN" -m "$TINY/$m" --dtype $dt --threads 1 -b 3 -n 3 -q < "$IN" > "$tmp/t1" 2> /dev/null
+        "$BIN" -m "$TINY/$m" --dtype $dt --threads 3 -b 3 -n 3 -q < "$IN" > "$tmp/t3" 2> /dev/null
+        [ -s "$tmp/t1" ] && cmp -s "$tmp/t1" "$tmp/t3"
+        ok $? "$m --dtype $dt: loaded by 1 and 3 threads, the outputs differ"
+    done
+done
 
 if ! "$PY" -c 'import numpy' 2> /dev/null; then
     echo "SKIP: numpy is not importable by $PY: scripts/pack_model.py checks skipped" >&2

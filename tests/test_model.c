@@ -287,6 +287,42 @@ int main(void) {
         write_json("model.json", j);
         expect("f32 lm_head in a tied model", AT_ERR_FORMAT, "must be i8 in a model with tied embeddings");
     }
+    /* several loading threads: the same model, and the first error in layer order */
+    for (int pk = 0; pk < 2; pk++) {
+        SRC = pk ? "tests/fixtures/tiny/AP" : "tests/fixtures/tiny/A";
+        reset();
+        for (int dt = AT_DTYPE_AUTO; dt <= AT_DTYPE_INT8; dt++)
+            for (int th = 1; th <= 5; th += 2) {
+                at_load_options o = {(at_dtype)dt, th};
+                at_model *m = NULL;
+                at_error err = {0};
+                CHECK(at_model_load_opts(tmpdir, &o, &m, &err) == AT_OK, "%s, dtype %d, %d threads: %s",
+                      SRC, dt, th, err.message);
+                at_model_free(m);
+                patch_weight("decoder.layers.1.fc2.weight", 37, 0.0f / 0.0f);
+                patch_weight("encoder.layers.1.self_attn.v_proj.weight", 5, 1.0f / 0.0f);
+                patch_weight("encoder.layers.0.fc1.weight", 9, 0.0f / 0.0f);
+                m = NULL;
+                CHECK(at_model_load_opts(tmpdir, &o, &m, &err) == AT_ERR_FORMAT && !m &&
+                          strstr(err.message, "tensor 'encoder.layers.0.fc1.weight' holds a non-finite"),
+                      "%s, dtype %d, %d threads: the first bad layer: %s", SRC, dt, th, err.message);
+                reset();
+                write_text("vocab.json", "{");
+                CHECK(at_model_load_opts(tmpdir, &o, &m, &err) == AT_ERR_FORMAT && !m &&
+                          strstr(err.message, "vocab.json: not valid JSON"),
+                      "%s, %d threads: a bad vocab.json: %s", SRC, th, err.message);
+                patch_weight("decoder.layers.1.fc2.weight", 37, 0.0f / 0.0f);
+                CHECK(at_model_load_opts(tmpdir, &o, &m, &err) == AT_ERR_FORMAT && !m &&
+                          strstr(err.message, "decoder.layers.1.fc2.weight"),
+                      "%s, %d threads: weights before vocab.json: %s", SRC, th, err.message);
+                reset();
+            }
+    }
+    {
+        at_model *m = NULL;
+        at_error err = {0};
+        CHECK(at_model_load_opts(tmpdir, NULL, &m, &err) == AT_ERR_ARG && !m, "NULL options");
+    }
     SRC = "tests/fixtures/tiny/A";
     reset();
     j = read_json("model.json"); /* version 1: no tied lm_head */
