@@ -6,7 +6,7 @@ same inputs and, with --peer, CTranslate2 side by side. Not a test: it prints nu
     bench.py [--lines N] [--quick | --full] [--model DIR] [--shipped DIR] [--json OUT]
              [--no-reference] [--vocab opus|tiny] [--dtypes f32,f16,int8]
              [--peer [LABEL=]DIR ...] [--peer-only] [--peer-budget MIN] [--reps 3]
-             [--latency-lines 16] [--latency-rounds 2] [--startup-reps 5]
+             [--probe-lines 64] [--latency-lines 16] [--latency-rounds 2] [--startup-reps 5]
              [--peer-length 23] [--peer-cap 64] [--peer-allow-ties] [--at2ct2 PATH]
 
     make bench PEER_CT2=DIR [PEER_CT2_OPENBLAS=DIR2] [PEERS="LABEL=DIR ..."] BENCH_ARGS=...
@@ -100,13 +100,15 @@ prefix with bin/ct2-translator and lib/, or a build directory of
   1. start-up: process start to a 1-token translation of "Hello", one thread
      (attn-translate `--threads 1`, CT2 1x1), --startup-reps runs alternating, median;
      peak RSS (/usr/bin/time %M).
-  2. threading probe, batch 32: every configuration once on the first 64 lines:
+  2. threading probe, batch 32: every configuration once on the first --probe-lines
+     lines (64: two batches, one per worker at 2 threads):
      attn-translate --threads 1 and 2; CT2 inter_threads x intra_threads 1x2 and 2x1,
      with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = intra_threads. Each engine keeps its
      fastest per (model, dtype, beam); the report lists them all.
   3. batch-1 latency: --latency-lines lines (16) one at a time into a long-lived process,
      timed from writing a line to reading its translation, after one untimed line (the
-     load): attn-translate `--unbuffered` (--threads 1 and 2), CT2 through
+     load): attn-translate `--unbuffered --threads 1` (its workers take whole batches,
+     so a second one would have nothing to do), CT2 through
      scripts/ct2_stream.cc (one translate_batch call per line; built once against the
      peer; ct2-translator itself writes a line's result only after reading the next
      line), intra_threads 1 and 2. --latency-rounds rounds (2) alternating between the
@@ -129,7 +131,8 @@ prefix with bin/ct2-translator and lib/, or a build directory of
     length without eos and attn-translate by length with eos; a differing line is
     'length-norm' when CT2's own 4-best re-ranked attn-translate's way gives
     attn-translate's output.
-  - int8: the count of identical lines only (the two quantize differently).
+  - int8: the count of identical lines only (the two quantize differently), and for
+    each engine how many of its int8 outputs equal its own f32 ones.
   - every engine's rounds give the same outputs ("runs differ" otherwise).
   Report: attn-translate / CT2 ratios per (model, dtype, beam, batch) and peer: tok/s,
   peak RSS, batch-1 latency mean and p90, start-up time and RSS; then each engine's
@@ -579,7 +582,7 @@ PROBE_LINES = 64          # threading probe: two batches of 32, one per worker a
 CT2_DTYPE = {"f32": "float32", "int8": "int8"}
 ATTN_BATCH_THREADS = (1, 2)             # attn-translate --threads at batch 32
 CT2_BATCH_THREADS = ((1, 2), (2, 1))    # CT2 (inter_threads, intra_threads) at batch 32
-ATTN_LATENCY_THREADS = (1, 2)           # one sentence in flight at a time
+ATTN_LATENCY_THREADS = (1,)             # one line in flight: --threads 2 would idle
 CT2_LATENCY_THREADS = ((1, 1), (1, 2))
 TIE_NATS = 1e-3           # an f32 difference is a float tie when CT2's own log-probs of
                           # the two choices differ by less than this
@@ -654,6 +657,16 @@ class SbsModel:
         self.ct2 = None           # the converted model directory
         self.src = None           # source pieces per pool line, "</s>" included
 
+    def stamp(self):
+        """model.bin's and model.json's size and mtime: what the conversion is keyed by."""
+        st, sj = (os.stat(os.path.join(self.dir, f)) for f in ("model.bin", "model.json"))
+        return dict(bin_size=st.st_size, bin_mtime_ns=st.st_mtime_ns, json_size=sj.st_size,
+                    json_mtime_ns=sj.st_mtime_ns)
+
+    def check_unchanged(self):
+        if self.stamp() != self.stamped:
+            raise SbsError(f"{self.dir} changed during the run: its CT2 conversion is stale")
+
     def pieces(self, lines):
         """SentencePiece pieces of each line with the model's source.spm, as
         attn-translate segments it (checked by check_pieces), pieces outside the
@@ -716,11 +729,8 @@ def ct2_convert(m, at2ct2):
     """m's CT2 model (at2ct2.py, float32), cached in BENCH_DIR/ct2/LABEL-KEY, KEY from
     model.bin's and model.json's size and mtime and the converter's text. Returns (dir,
     seconds spent converting: 0 when cached)."""
-    st, sj = (os.stat(os.path.join(m.dir, f)) for f in ("model.bin", "model.json"))
     writer = os.path.join(os.path.dirname(at2ct2), "write_ct2_model.py")
-    src = dict(dir=m.dir, bin_size=st.st_size, bin_mtime_ns=st.st_mtime_ns,
-               json_size=sj.st_size, json_mtime_ns=sj.st_mtime_ns,
-               converter=sha1_file(at2ct2),
+    src = dict(dir=m.dir, **m.stamp(), converter=sha1_file(at2ct2),
                writer=sha1_file(writer) if os.path.exists(writer) else None)
     key = hashlib.sha1(json.dumps(src, sort_keys=True).encode()).hexdigest()[:12]
     root = os.path.join(BENCH_DIR, "ct2")
@@ -987,11 +997,13 @@ def side_by_side(models, peers, pool, a):
     beams = (1, 4)
     R = a.reps
     res = dict(peers=[], models=[], one_time_s=0.0, startup=[], probe=[], latency=[],
-               throughput=[], checks=[], notes=[], dtypes=dtypes, reps=R)
+               throughput=[], checks=[], notes=[], dtypes=dtypes, reps=R,
+               probe_lines=min(a.probe_lines, len(pool)))
     for p in peers:
         if not os.access(p.bin, os.X_OK):
             raise SbsError(f"peer {p.label}: no executable {p.bin}")
     for m in models:
+        m.stamped = m.stamp()
         m.ct2, secs = ct2_convert(m, a.at2ct2)
         res["one_time_s"] += secs
         m.src = m.pieces(pool)
@@ -1062,7 +1074,7 @@ def side_by_side(models, peers, pool, a):
     # ---- threading probe: every configuration once on the first PROBE_LINES lines
     cells = [(m, dt, k) for m in models for dt in dtypes for k in beams]
     win = {}
-    P = min(PROBE_LINES, len(pool))
+    P = min(a.probe_lines, len(pool))
     for m, dt, k in cells:
         files = sbs_inputs(m, pool, P)
         cands = [[(ENGINE, t) for t in ATTN_BATCH_THREADS]] + \
@@ -1127,6 +1139,8 @@ def side_by_side(models, peers, pool, a):
                 for r in rows:
                     del r["outs"]
                 res["latency"] += rows
+    for m in models:
+        m.check_unchanged()
     log(f"bench: side by side: latency done ({elapsed():.0f}s)")
 
     # ---- the main phase: winners only, alternating A B A B ..., a.reps times
@@ -1148,6 +1162,7 @@ def side_by_side(models, peers, pool, a):
                         f"min with {left / 60:.1f} min of the {a.peer_budget:g}-minute budget left")
     log(f"bench: side by side: main phase on {N} lines, about "
         f"{(fixed_s + N * per_line) / 60:.1f} min")
+    f32_texts = {}
     for m, dt, k in cells:
         files = sbs_inputs(m, pool, N)
         engines = [ENGINE] + [p.label for p in peers]
@@ -1190,6 +1205,8 @@ def side_by_side(models, peers, pool, a):
                 for r in reps[ENGINE]]
         row["engines"][ENGINE] = _engine_row(ENGINE, win[(m.label, dt, k, ENGINE)][0], cfg_str,
                                              reps[ENGINE], secs, steps, ids)
+        if dt == "f32":
+            f32_texts[(m.label, k, ENGINE)] = first["texts"]
         for p in peers:
             rs = reps[p.label]
             hyps = rs[0]["hyps"]
@@ -1202,7 +1219,16 @@ def side_by_side(models, peers, pool, a):
                 e["identical_pieces"] = sum(x == y for x, y in zip(mine, hyps))
             if p.label in explained:
                 e["explained"] = explained[p.label]
+            if dt == "f32":
+                f32_texts[(m.label, k, p.label)] = rs[0]["texts"]
             row["engines"][p.label] = e
+        if dt != "f32":           # how often each engine's int8 says what its f32 says
+            for eng, e in row["engines"].items():
+                ref = f32_texts.get((m.label, k, eng))
+                if ref:
+                    e["same_as_f32"] = sum(x == y for x, y in
+                                           zip(ref, reps[eng][0]["texts"]))
+        m.check_unchanged()
         res["throughput"].append(row)
         log(f"bench: side by side: {m.label} {dt} beam {k}: " + ", ".join(
             f"{e} {v['tok_s']:.0f} tok/s" for e, v in row["engines"].items()) +
@@ -1267,7 +1293,8 @@ def sbs_report(res):
     out = [f"## Side by side with CTranslate2 ({res['elapsed_s'] / 60:.1f} min, plus "
            f"{res['one_time_s']:.0f} s of one-time conversion and builds)\n"]
     for p in res["peers"]:
-        info = [l for l in p["info"] if re.search(r"CPU|ISA|backend|MKL", l)]
+        info = [l.strip(" -") for l in p["info"]
+                if re.search(r"CPU|ISA|MKL|S(GEMM|8) backend", l)]
         out.append(f"- {p['label']}: `{p['prefix']}`" + (f" ({'; '.join(info)})" if info else "")
                    + ("" if p["stream"] else f"; no batch-1 latency: {p['stream_error']}"))
     for m in res["models"]:
@@ -1278,9 +1305,9 @@ def sbs_report(res):
                    f"0+{s}`, CT2 `--max_decoding_length {s}`")
     out.append(f"- tok/s: target tokens (eos included) per second of translation by the "
                f"engine's own clock, which starts after the load (attn-translate "
-               f"`--progress`, CT2 `--log_throughput`); the median of {R} runs alternating "
-               f"between the engines; each engine with the threads that won its probe "
-               f"({PROBE_LINES} lines, every configuration once). Batch 32.")
+               f"`--progress`, CT2 `--log_throughput`); the median of {R} run{'s' * (R > 1)} "
+               f"alternating between the engines; each engine with the threads that won its "
+               f"probe ({res['probe_lines']} lines, every configuration once). Batch 32.")
     out.append("- batch-1 latency: one line at a time into a long-lived process "
                "(attn-translate `--unbuffered`, CT2 through scripts/ct2_stream.cc), write to "
                "answer; per line the best of the rounds, then mean / p50 / p90 over lines")
@@ -1325,6 +1352,8 @@ def sbs_report(res):
                 same += " (" + ", ".join(f"{v} {k}" for k, v in e["explained"].items()) + ")"
             if "identical_pieces" in e:
                 same += f"; pieces {e['identical_pieces']}/{r['lines']}"
+            if "same_as_f32" in e:
+                same += f"{'; ' if same else ''}as its f32: {e['same_as_f32']}/{r['lines']}"
             if not e["stable"]:
                 same += "; runs differ"
             out.append(f"| {r['model']} | {r['dtype']} | {r['beam']} | {r['lines']} | {eng} | "
@@ -1483,6 +1512,8 @@ def main(argv=None):
                    "aside: sizes its main phase unless --lines is given (default 12)")
     p.add_argument("--reps", type=int, default=3,
                    help="alternating runs per engine in the main phase (default 3)")
+    p.add_argument("--probe-lines", type=int, default=PROBE_LINES,
+                   help=f"lines of the threading probe (default {PROBE_LINES})")
     p.add_argument("--latency-lines", type=int, default=16,
                    help="lines timed one at a time for batch-1 latency (default 16)")
     p.add_argument("--latency-rounds", type=int, default=2,

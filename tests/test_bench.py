@@ -120,7 +120,8 @@ try:
                 os.path.join(prefix, "bin", "ct2-translator"))
     os.chmod(os.path.join(prefix, "bin", "ct2-translator"), 0o755)
     os.environ["FAKE_CT2_ATTN"] = binary
-    a = argparse.Namespace(dtypes="f32,int8", reps=2, latency_lines=3, latency_rounds=1,
+    a = argparse.Namespace(dtypes="f32,int8", reps=2, probe_lines=8, latency_lines=3,
+                           latency_rounds=1,
                            startup_reps=1, lines=8, peer_budget=1.0, peer_allow_ties=False,
                            at2ct2=os.path.join(HERE, "no-such-at2ct2.py"))
     m = bench.SbsModel("tiny", TINY, 30, fixed=False)
@@ -151,6 +152,9 @@ try:
               e["fake"]["tgt_tokens"] == e["attn-translate"]["tgt_tokens"] > 0)
         check(f"{name}: rates", all(x > 0 for x in e["attn-translate"]["reps_tok_s"] +
                                     e["fake"]["reps_tok_s"]))
+        if r["dtype"] == "int8":
+            check(f"{name}: int8 vs its own f32", e["fake"]["same_as_f32"] ==
+                  e["attn-translate"]["same_as_f32"], e["fake"])
     check("probe: 4 configurations x 4 cells", len(res["probe"]) == 16, len(res["probe"]))
     check("latency: attn-translate only (the stand-in has no library)",
           {r["engine"] for r in res["latency"]} == {"attn-translate"} and
