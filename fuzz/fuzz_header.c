@@ -1,7 +1,9 @@
 /* fuzz_header.c — arbitrary bytes as model.json beside the tiny test model's real
  * model.bin and vocab.json; or, when the input starts with 'B', as a patch of
- * model.bin bytes under the real header. Loading succeeds or names the problem, and a
- * model that loads translates a line (or says why not: weights that overflow float). */
+ * model.bin bytes under the real header; 'P': the same on the model stored packed16
+ * (format version 2, tests/fixtures/tiny/CP). Loading (on 1 or 3 threads) succeeds or
+ * names the problem, and a model that loads translates a line (or says why not:
+ * weights that overflow float). */
 #define _GNU_SOURCE
 #include "attn_translate.h"
 #include "fuzz.h"
@@ -12,8 +14,8 @@
 #include <string.h>
 
 static char dir[64];
-static unsigned char *bin, *header;
-static size_t bin_len, header_len;
+static unsigned char *bin, *header, *pbin, *pheader;
+static size_t bin_len, header_len, pbin_len, pheader_len;
 
 static unsigned char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -45,23 +47,28 @@ static void init(void) {
     free(vocab);
     bin = slurp("tests/fixtures/tiny/C/model.bin", &bin_len);
     header = slurp("tests/fixtures/tiny/C/model.json", &header_len);
+    pbin = slurp("tests/fixtures/tiny/CP/model.bin", &pbin_len);
+    pheader = slurp("tests/fixtures/tiny/CP/model.json", &pheader_len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!bin) init();
-    if (size > 0 && data[0] == 'B') {
+    if (size > 0 && (data[0] == 'B' || data[0] == 'P')) {
         /* patch: pairs (offset LE u32, byte) applied to a copy of model.bin */
-        unsigned char *copy = malloc(bin_len);
+        int pk = data[0] == 'P';
+        const unsigned char *b = pk ? pbin : bin, *h = pk ? pheader : header;
+        size_t blen = pk ? pbin_len : bin_len, hlen = pk ? pheader_len : header_len;
+        unsigned char *copy = malloc(blen);
         if (!copy) return 0;
-        memcpy(copy, bin, bin_len);
+        memcpy(copy, b, blen);
         for (size_t i = 1; i + 5 <= size; i += 5) {
             uint32_t off;
             memcpy(&off, data + i, 4);
-            copy[off % bin_len] = data[i + 4];
+            copy[off % blen] = data[i + 4];
         }
-        size_t keep = size % 7 == 0 ? bin_len / 2 : bin_len; /* sometimes truncated */
+        size_t keep = size % 7 == 0 ? blen / 2 : blen; /* sometimes truncated */
         put("model.bin", copy, keep);
-        put("model.json", header, header_len);
+        put("model.json", h, hlen);
         free(copy);
     } else {
         put("model.bin", bin, bin_len);
@@ -70,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     at_model *m = NULL;
     at_error err = {0};
     static const at_dtype dtypes[3] = {AT_DTYPE_AUTO, AT_DTYPE_F16, AT_DTYPE_INT8};
-    at_status st = at_model_load_dtype(dir, dtypes[(size / 7) % 3], &m, &err);
+    at_load_options lo = {dtypes[(size / 7) % 3], size % 5 == 0 ? 3 : 1};
+    at_status st = at_model_load_opts(dir, &lo, &m, &err);
     FUZZ_ASSERT((st == AT_OK) == (m != NULL));
     FUZZ_ASSERT(st == AT_OK || err.message[0]);
     if (m) {
