@@ -692,6 +692,9 @@ static at_status lin_convert(loader *ld, at_lin *L, const expected *x, const flo
         } else if (tg == T_Q8 && x->packed && !x->f16 && !x->i8) { /* packed f32: quantize */
             gemm_q8_pack_block_packed(isa, (const float *)(const void *)src + r0 * in, (int)in,
                                       q + r0 * in4, scale + r0, qsum + r0);
+        } else if (tg == T_Q8 && x->packed && x->f16) { /* packed half: widen, quantize */
+            gemm_widen(isa, (const uint16_t *)(const void *)src + r0 * in, 16 * in, ld->R);
+            gemm_q8_pack_block_packed(isa, ld->R, (int)in, q + r0 * in4, scale + r0, qsum + r0);
         } else if (tg == T_Q8 && x->i8) { /* rows of int8: lay out */
             gemm_q8_pack_rows_block((const int8_t *)(const void *)src + r0 * in, wscale + r0, nr,
                                     (int)in, q + r0 * in4, scale + r0, qsum + r0);
