@@ -6,7 +6,7 @@ same inputs and, with --peer, CTranslate2 side by side. Not a test: it prints nu
     bench.py [--lines N] [--quick | --full] [--model DIR] [--shipped DIR] [--json OUT]
              [--no-reference] [--vocab opus|tiny] [--dtypes f32,f16,int8]
              [--peer [LABEL=]DIR ...] [--peer-only] [--peer-budget MIN] [--reps 3]
-             [--probe-lines 64] [--latency-lines 16] [--latency-rounds 2] [--startup-reps 5]
+             [--probe-lines 64] [--latency-lines 8] [--latency-rounds 2] [--startup-reps 5]
              [--peer-length 23] [--peer-cap 64] [--peer-allow-ties] [--at2ct2 PATH]
 
     make bench PEER_CT2=DIR [PEER_CT2_OPENBLAS=DIR2] [PEERS="LABEL=DIR ..."] BENCH_ARGS=...
@@ -105,7 +105,7 @@ prefix with bin/ct2-translator and lib/, or a build directory of
      attn-translate --threads 1 and 2; CT2 inter_threads x intra_threads 1x2 and 2x1,
      with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = intra_threads. Each engine keeps its
      fastest per (model, dtype, beam); the report lists them all.
-  3. batch-1 latency: --latency-lines lines (16) one at a time into a long-lived process,
+  3. batch-1 latency: --latency-lines lines (8) one at a time into a long-lived process,
      timed from writing a line to reading its translation, after one untimed line (the
      load): attn-translate `--unbuffered --threads 1` (its workers take whole batches,
      so a second one would have nothing to do), CT2 through
@@ -1514,8 +1514,8 @@ def main(argv=None):
                    help="alternating runs per engine in the main phase (default 3)")
     p.add_argument("--probe-lines", type=int, default=PROBE_LINES,
                    help=f"lines of the threading probe (default {PROBE_LINES})")
-    p.add_argument("--latency-lines", type=int, default=16,
-                   help="lines timed one at a time for batch-1 latency (default 16)")
+    p.add_argument("--latency-lines", type=int, default=8,
+                   help="lines timed one at a time for batch-1 latency (default 8)")
     p.add_argument("--latency-rounds", type=int, default=2,
                    help="rounds of the latency runs; per line the best (default 2)")
     p.add_argument("--startup-reps", type=int, default=5, help="start-up runs (default 5)")
