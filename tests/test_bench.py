@@ -8,7 +8,7 @@ Checks the parts that CTranslate2 runs would otherwise be the only test of:
   segmentation, and its detokenizer of CT2's output pieces gives attn-translate's text,
   on the tiny test model (greedy and beam 4);
 - the parsers and helpers: --peer specs, output lines, quantiles, decoder steps,
-  CT2's log and throughput lines, the n-best re-ranking, the ratio format;
+  CT2's log and throughput lines, the ratio format;
 - the whole side by side (start-up, threading probe, latency, main phase, report), run
   against tests/fake_ct2_translator.py, a ct2-translator stand-in that translates with
   attn-translate: the outputs must then be identical and the report complete.
@@ -105,14 +105,6 @@ try:
                              "Selected compute type: int8_float32")
     check("CT2 log line", lm and lm.group(1) == "info" and "int8_float32" in lm.group(2))
     check("ratio format", (bench._x(3.0, 2.0), bench._x(None, 2.0)) == ("1.50×", "–"))
-    # a hypothesis that ends at eos is one step longer for attn-translate: 2 pieces at
-    # -1.0 per piece (CT2: -2/2) against 3 pieces of a capped output... and an empty one
-    m2 = bench.SbsModel("tiny", TINY, 3, fixed=False)
-    lines = ["-1.0 ||| a b", "-0.95 ||| c d e", "-0.1 ||| "]
-    # attn-translate: a b </s> = -2/3 = -0.667 (eos counted); c d e (capped) = -2.85/3
-    check("n-best re-ranked", bench.attn_ranked(m2, lines, 1, 3) == [["a", "b"]])
-    check("n-best count mismatch", bench.attn_ranked(m2, lines, 2, 3) is None)
-
     # ---- the whole side by side against the stand-in
     prefix = os.path.join(tmp, "fake-ct2")
     os.makedirs(os.path.join(prefix, "bin"))
