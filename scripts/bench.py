@@ -702,6 +702,12 @@ def out_lines(text):
     return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []
 
 
+def split_pieces(line):
+    """CT2's output pieces: joined by U+0020 only (str.split() would also cut at the
+    other Unicode spaces a piece may hold)."""
+    return [x for x in line.split(" ") if x]
+
+
 def pct(xs, q):
     """The q-quantile of xs, linear interpolation between order statistics."""
     s = sorted(xs)
@@ -785,18 +791,16 @@ THROUGHPUT = re.compile(r"^\s*([-+0-9.eE]+|inf|nan)\s*$")
 CT2_LOG = re.compile(r"^\[[^]]*\] \[ctranslate2\] \[thread \d+\] \[(\w+)\] (.*)$")
 
 
-def ct2_run(peer, m, inp, dtype, beam, batch, inter, intra, max_len=None, extra=(),
-            plain=False):
+def ct2_run(peer, m, inp, dtype, beam, batch, inter, intra, max_len=None):
     """One ct2-translator process on the pieces file `inp`. Adds to run_timed's dict:
-    hyps (output pieces per line, unless plain), throughput (--log_throughput: output
+    hyps (output pieces per line), throughput (--log_throughput: output
     pieces, eos not among them, per second of its translation clock), log (CT2_VERBOSE
     lines) and compute (the compute type it selected)."""
     cmd = [peer.bin, "--model", m.ct2, "--compute_type", CT2_DTYPE[dtype],
            "--beam_size", str(beam), "--batch_size", str(batch),
            "--max_decoding_length", str(max_len or m.steps),
            "--length_penalty", repr(m.length_penalty),
-           "--inter_threads", str(inter), "--intra_threads", str(intra), "--log_throughput",
-           *extra]
+           "--inter_threads", str(inter), "--intra_threads", str(intra), "--log_throughput"]
     r = run_timed(cmd, inp, peer.env(intra))
     if r["rc"] != 0:
         raise RuntimeError(f"{peer.label}: {' '.join(cmd)} < {inp}: exit {r['rc']}: "
@@ -819,8 +823,7 @@ def ct2_run(peer, m, inp, dtype, beam, batch, inter, intra, max_len=None, extra=
         if not (dtype == "int8" and r["compute"].startswith("int8")):
             raise SbsError(f"{peer.label}: asked for {CT2_DTYPE[dtype]}, CTranslate2 "
                            f"selected {r['compute']}")
-    if not plain:
-        r["hyps"] = [l.split() for l in out_lines(r["out"])]
+    r["hyps"] = [split_pieces(l) for l in out_lines(r["out"])]
     return r
 
 
@@ -1077,7 +1080,7 @@ def side_by_side(models, peers, pool, a):
                             cmd = [p.stream, m.ct2, CT2_DTYPE[dt], str(cfg[1]), str(k),
                                    str(m.steps)]
                             secs, outs = stream_latency(cmd, p.env(cfg[1]), lines_pc, warm_pc)
-                            outs = [m.detok(o.split()) for o in outs]
+                            outs = [m.detok(split_pieces(o)) for o in outs]
                         g = got.setdefault((eng, cfg_str(eng, cfg) if eng == ENGINE
                                             else f"intra {cfg[1]}"), dict(rounds=[], outs=outs))
                         g["rounds"].append(secs)

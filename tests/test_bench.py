@@ -95,6 +95,8 @@ try:
         check("parse_peers: a label twice", True)
     check("out_lines", bench.out_lines("a\u2028b\n\nc\n") == ["a\u2028b", "", "c"])
     check("out_lines empty", bench.out_lines("") == [])
+    check("split_pieces", bench.split_pieces("\u2581a\u3000 b\xa0 ") == ["\u2581a\u3000", "b\xa0"])
+    check("split_pieces empty", bench.split_pieces("") == [])
     check("pct", (bench.pct([4, 1, 3, 2], 0.5), bench.pct([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9),
                   bench.pct([7], 0.9)) == (2.5, 9.1, 7))
     check("steps_of", (m.steps_of([]), m.steps_of(["x"] * 29), m.steps_of(["x"] * 30)) ==
