@@ -97,9 +97,10 @@ prefix with bin/ct2-translator and lib/, or a build directory of
   --log_throughput (pieces/s, eos not counted; its seconds = pieces / that).
   Grid: f32 and int8, beam 1 and 4, batch 32 (throughput) and batch 1 (latency), on
   both models. Phases, in this order:
-  1. start-up: process start to a 1-token translation of "Hello", one thread
-     (attn-translate `--threads 1`, CT2 1x1), --startup-reps runs alternating, median;
-     peak RSS (/usr/bin/time %M).
+  1. start-up: process start to a 1-token translation of "Hello", each engine with its
+     default threads, which it also loads with (attn-translate: every core up to 8; CT2:
+     inter_threads 1, intra_threads min(4, cores)), --startup-reps runs (5) alternating,
+     median; peak RSS (/usr/bin/time %M).
   2. threading probe, batch 32: every configuration once on the first --probe-lines
      lines (64: two batches, one per worker at 2 threads):
      attn-translate --threads 1 and 2; CT2 inter_threads x intra_threads 1x2 and 2x1,
@@ -613,8 +614,13 @@ class Peer:
         e["LD_LIBRARY_PATH"] = self.lib + (":" + e["LD_LIBRARY_PATH"]
                                            if e.get("LD_LIBRARY_PATH") else "")
         # CT2 sets its OpenMP threads from intra_threads; OpenBLAS (the openblas build)
-        # gets as many, so that inter_threads x OpenBLAS threads never exceeds the cores
-        e["OMP_NUM_THREADS"] = e["OPENBLAS_NUM_THREADS"] = str(intra)
+        # gets as many, so that inter_threads x OpenBLAS threads never exceeds the cores.
+        # intra 0: CT2's default (OMP_NUM_THREADS, else min(4, cores)), so neither is set
+        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            if intra:
+                e[k] = str(intra)
+            else:
+                e.pop(k, None)
         e["CT2_VERBOSE"] = "1"    # logs the ISA, GEMM backends and compute type at load
         return e
 
@@ -986,7 +992,8 @@ def side_by_side(models, peers, pool, a):
         res["checks"].append(f"{m.label}: CT2's input pieces = attn-translate's own "
                              f"segmentation on all {len(pool)} pool lines")
 
-    # ---- start-up: process start to a 1-token translation of one short line
+    # ---- start-up: process start to a 1-token translation of one short line, each
+    # engine with its default threads (both load on them)
     load = {}
     for m in models:
         hello_txt = os.path.join(BENCH_DIR, "first-translation.en")
@@ -997,10 +1004,9 @@ def side_by_side(models, peers, pool, a):
             runs = {ENGINE: [], **{p.label: [] for p in peers}}
             for _ in range(a.startup_reps):
                 runs[ENGINE].append(run_c(m.dir, hello_txt, ["--beam", "1", "--max-length", "0+1",
-                                                            "--dtype", dt, "--threads", "1"],
-                                          progress=False))
+                                                            "--dtype", dt], progress=False))
                 for p in peers:
-                    r = ct2_run(p, m, hello_pc, dt, 1, 1, 1, 1, max_len=1)
+                    r = ct2_run(p, m, hello_pc, dt, 1, 1, 1, 0, max_len=1)
                     if not p.info:
                         p.info = [l.strip() for l in r["log"]]
                     runs[p.label].append(r)
@@ -1266,8 +1272,8 @@ def sbs_report(res):
     out.append("- batch-1 latency: one line at a time into a long-lived process "
                "(attn-translate `--unbuffered`, CT2 through scripts/ct2_stream.cc), write to "
                "answer; per line the best of the rounds, then mean / p50 / p90 over lines")
-    out.append("- start-up: process start to a 1-token translation of `Hello`, 1 thread, "
-               "median; RSS: peak resident set (/usr/bin/time %M)\n")
+    out.append("- start-up: process start to a 1-token translation of `Hello`, each engine "
+               "with its default threads, median; RSS: peak resident set (/usr/bin/time %M)\n")
 
     out.append("### attn-translate ÷ CTranslate2\n")
     out.append("| quantity (better) | model | dtype | beam | batch | " + " | ".join(peers) + " |")
