@@ -666,8 +666,13 @@ def train(args):
                                                    "encoder_ffn_dim", "vocab_size")):
             raise SystemExit(f"--init-from {args.init_from}: config {init_cfg} differs from {cfg}")
         state["step"] = state["init_step"] = int(args.init_step)
+        state["batch_in_epoch"] = int(args.init_batch)
         state["init_from"] = os.path.abspath(args.init_from)
-        log(f"initialised from {args.init_from} (step counter {state['step']}, new optimizer)")
+        if args.rewarm:
+            state["rewarm"] = [int(args.init_step), int(args.rewarm)]
+        log(f"initialised from {args.init_from} (step counter {state['step']}, batch "
+            f"{state['batch_in_epoch']} of epoch 0, new optimizer"
+            f"{f', lr re-warmed over {args.rewarm} steps' if args.rewarm else ''})")
     budget = args.max_minutes * 60 if args.max_minutes else None
     t_saved = time.time()
     model.train()
@@ -684,8 +689,12 @@ def train(args):
         # another number of workers continues where it stopped
         for bi in range(state["batch_in_epoch"], len(batches) - world + 1, world):
             src, dec_in, labels = data.tensors(batches[bi + rank], device)
+            lr = lr_at(step + 1, args.lr, args.warmup)
+            if state.get("rewarm"):   # a fresh Adam state after --init-from: ramp up again
+                s0, n = state["rewarm"]
+                lr *= min(1.0, (step + 1 - s0) / n)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step + 1, args.lr, args.warmup)
+                g["lr"] = lr
             with autocast(amp, amp_dev):
                 loss = model.loss(src, dec_in, labels, args.label_smoothing)
             n_tok = int((labels != PAD_ID).sum())
@@ -707,7 +716,7 @@ def train(args):
             if lead and step % args.log_every == 0:
                 dt = time.time() - t_log
                 log(f"step {step} epoch {state['epoch']} loss {loss_acc / n_acc:.3f} "
-                    f"lr {lr_at(step, args.lr, args.warmup):.2e} {tok_seen / dt:.0f} tgt tok/s "
+                    f"lr {lr:.2e} {tok_seen / dt:.0f} tgt tok/s "
                     f"elapsed {elapsed / 60:.1f} min")
                 tok_seen, loss_acc, n_acc, t_log = 0, 0.0, 0, time.time()
             if budget and elapsed >= budget:
@@ -833,6 +842,13 @@ def main(argv=None):
                     help="also save a checkpoint every this many minutes")
     ap.add_argument("--init-from", help="start from the weights of an exported model dir "
                     "(e.g. models/en-fr) instead of random ones (ignored with --resume and OUT/last.pt)")
+    ap.add_argument("--init-batch", type=int, default=0,
+                    help="with --init-from: batches of epoch 0 already seen (steps x workers of "
+                         "the run that made the model, same --max-tokens and --seed), so that "
+                         "training continues on data it has not seen")
+    ap.add_argument("--rewarm", type=int, default=0,
+                    help="with --init-from: ramp the lr linearly over this many steps, since "
+                         "the optimizer state starts from zero")
     ap.add_argument("--init-step", type=int, default=0,
                     help="with --init-from: the step counter to continue the lr schedule from")
     ap.add_argument("--seed", type=int, default=1)
