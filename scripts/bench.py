@@ -335,7 +335,7 @@ def ref_worker(spec_path):
     for c in spec["configs"]:
         torch.set_num_threads(c["threads"])
         n = c["lines"]
-        steps, tok = [], 0
+        steps = []
         t0 = time.perf_counter()
         with torch.inference_mode():
             for x in ids[:n]:
@@ -508,10 +508,22 @@ sys.path.insert(0, %r)
 import atmodel
 src, dst = sys.argv[1], sys.argv[2]
 h, t = atmodel.read_model(src)
+# the source's layout: a packed (v2) model's int8 copy is packed too
+layout = "packed" if h["version"] >= atmodel.VERSION_PACKED else "rows"
 atmodel.write_model(dst, h["config"], h.get("generation"), t, dtype="int8",
-                    vocab=atmodel.read_vocab(src))
+                    vocab=atmodel.read_vocab(src), layout=layout)
 shutil.copy(os.path.join(src, "source.spm"), dst)
 """ % HERE
+
+
+def fresh_copy(copy, src):
+    """True if the derived model dir `copy` exists and is newer than `src`'s model.bin
+    (a copy made from an older bench model, or with another layout, is remade)."""
+    try:
+        return (os.path.getmtime(os.path.join(copy, "model.json"))
+                >= os.path.getmtime(os.path.join(src, "model.bin")))
+    except OSError:
+        return False
 
 
 def startup(label, model, args=(), reps=3):
@@ -1377,7 +1389,7 @@ def classic(a, model, label, lines, mode):
         # the same model stored as an int8 file (what `export.py --dtype int8` writes):
         # loading packs the stored bytes instead of quantizing
         m8 = model + "-int8"
-        if not os.path.exists(os.path.join(m8, "model.json")):
+        if not fresh_copy(m8, model):
             subprocess.run([PYTHON, "-c", INT8_COPY, model, m8], check=True)
         starts.append(startup(label + " int8 file", m8, one))
     starts.append(startup("tiny/A", TINY))
