@@ -28,6 +28,7 @@ This module only needs numpy; it is used by the reference, the fixture generator
 exporter and the OPUS-MT converter.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -595,6 +596,15 @@ def read_model(dir, int8=None):
         if not (np.array_equal(q8, eq.astype(np.float32)) and np.array_equal(s8, es)):
             raise FormatError("lm_head.weight: not the int8 quantization of the tied embedding")
     return h, tensors
+
+
+def sha256_file(path):
+    """Hex sha256 of a file, read 1 MiB at a time (fixtures name the model.bin they fit)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def read_vocab(dir):

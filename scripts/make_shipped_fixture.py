@@ -13,7 +13,6 @@ whenever models/en-fr changes; the fixture is never made from the C engine's out
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import atmodel  # noqa: E402
 import reference  # noqa: E402
 
 SENTENCES = [
@@ -42,14 +42,6 @@ SENTENCES = [
 SETTINGS = [("greedy", 1, 1), ("beam4", 4, 2)]
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     root = os.path.dirname(HERE)
@@ -59,7 +51,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     m = reference.load(a.model, dtype=torch.float64)
     out = {"generator": "scripts/make_shipped_fixture.py (scripts/reference.py, float64)",
-           "model_bin_sha256": sha256(os.path.join(a.model, "model.bin")),
+           "model_bin_sha256": atmodel.sha256_file(os.path.join(a.model, "model.bin")),
            "settings": {}}
     for name, beam, n_best in SETTINGS:
         rows = []

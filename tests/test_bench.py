@@ -24,31 +24,17 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, HERE)
+from pycheck import Checks  # noqa: E402
 TINY = os.path.join(HERE, "fixtures", "tiny", "A")
 
-passed = failed = skipped = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + str(detail) if detail else ''}")
-
-
-def done():
-    tail = f", {skipped} skipped" if skipped else ""
-    print(f"test_bench: {passed} passed, {failed} failed{tail}")
-    sys.exit(1 if failed else 0)
-
+T = Checks("test_bench")
+check, done = T.check, T.done
 
 try:
     import sentencepiece  # noqa: F401
 except ImportError:
-    print("test_bench: skipped: no sentencepiece module (python3-sentencepiece)", file=sys.stderr)
-    skipped += 1
+    T.skip("no sentencepiece module (python3-sentencepiece)")
     done()
 
 import bench  # noqa: E402

@@ -13,43 +13,24 @@ sleeping on the sofa." is translated with "chat", issue 12's quality target.
 Prints "test_shipped: N passed, N failed[, N skipped]".
 """
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from pycheck import Checks  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scripts"))
+import atmodel  # noqa: E402
 ROOT = os.path.dirname(HERE)
 MODEL = os.path.join(ROOT, "models", "en-fr")
 FIXTURE = os.path.join(HERE, "fixtures", "shipped", "expected.json")
 SCORE_TOL = 1e-4
 MIN_MARGIN = 1e-4
 
-passed = failed = skipped = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + detail if detail else ''}")
-
-
-def finish():
-    extra = f", {skipped} skipped" if skipped else ""
-    print(f"test_shipped: {passed} passed, {failed} failed{extra}")
-    sys.exit(1 if failed else 0)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+T = Checks("test_shipped")
+check = T.check
 
 
 def run_nbest(binary, lines, beam, n_best):
@@ -72,29 +53,26 @@ def run_nbest(binary, lines, beam, n_best):
 
 
 def main():
-    global skipped
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "attn-translate")
     if not os.path.exists(os.path.join(MODEL, "model.json")):
-        print("SKIP test_shipped: models/en-fr is not in this checkout")
-        skipped += 1
-        finish()
+        T.skip("models/en-fr is not in this checkout")
+        T.done()
     check("model card", os.path.exists(os.path.join(MODEL, "MODEL_CARD.md")))
     size = sum(os.path.getsize(os.path.join(MODEL, f)) for f in os.listdir(MODEL))
     check("model under 64 MiB", size < 64 * 2**20, f"{size} bytes")
     with open(FIXTURE, encoding="utf-8") as f:
         fx = json.load(f)
-    ok = fx["model_bin_sha256"] == sha256(os.path.join(MODEL, "model.bin"))
+    ok = fx["model_bin_sha256"] == atmodel.sha256_file(os.path.join(MODEL, "model.bin"))
     check("fixture made for this model.bin", ok,
           "models/en-fr changed: run scripts/make_shipped_fixture.py")
     if not ok:
-        finish()
+        T.done()
     for name, st in fx["settings"].items():
         lines = [r["source"] for r in st["lines"]]
         got = run_nbest(binary, lines, st["beam"], st["n_best"])
         for i, r in enumerate(st["lines"]):
             if r["margin"] is not None and r["margin"] < MIN_MARGIN:
-                print(f"SKIP {name} line {i}: reference decision margin {r['margin']:.2e}")
-                skipped += 1
+                T.skip(f"{name} line {i}: reference decision margin {r['margin']:.2e}")
                 continue
             hyps = got.get(i, [])
             want = r["hyps"]
@@ -108,7 +86,7 @@ def main():
     cat = run_nbest(binary, ["The cat is sleeping on the sofa."], 4, 1)[0][0][0]
     print(f"NOTE 'The cat is sleeping on the sofa.' -> {cat!r}: "
           f"{'has' if 'chat' in cat.lower() else 'does not have'} 'chat' (quality target)")
-    finish()
+    T.done()
 
 
 if __name__ == "__main__":
