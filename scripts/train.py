@@ -684,12 +684,12 @@ def train(args):
                                                    "encoder_ffn_dim", "vocab_size")):
             raise SystemExit(f"--init-from {args.init_from}: config {init_cfg} differs from {cfg}")
         state["step"] = state["init_step"] = int(args.init_step)
-        state["batch_in_epoch"] = int(args.init_batch)
+        state["epoch"], state["batch_in_epoch"] = int(args.init_epoch), int(args.init_batch)
         state["init_from"] = os.path.abspath(args.init_from)
         if args.rewarm:
             state["rewarm"] = [int(args.init_step), int(args.rewarm)]
         log(f"initialised from {args.init_from} (step counter {state['step']}, batch "
-            f"{state['batch_in_epoch']} of epoch 0, new optimizer"
+            f"{state['batch_in_epoch']} of epoch {state['epoch']}, new optimizer"
             f"{f', lr re-warmed over {args.rewarm} steps' if args.rewarm else ''})")
     budget = args.max_minutes * 60 if args.max_minutes else None
     t_saved = time.time()
@@ -866,10 +866,12 @@ def main(argv=None):
     ap.add_argument("--purge-every", type=int, default=25,
                     help="under jemalloc, return its free pages to the kernel every N steps "
                          "(0: never; see jemalloc_purger)")
+    ap.add_argument("--init-epoch", type=int, default=0,
+                    help="with --init-from: the epoch the run that made the model was in")
     ap.add_argument("--init-batch", type=int, default=0,
-                    help="with --init-from: batches of epoch 0 already seen (steps x workers of "
-                         "the run that made the model, same --max-tokens and --seed), so that "
-                         "training continues on data it has not seen")
+                    help="with --init-from: batches of that epoch already seen (the model "
+                         "card gives both; same --max-tokens and --seed), so that training "
+                         "continues on data it has not seen")
     ap.add_argument("--rewarm", type=int, default=0,
                     help="with --init-from: ramp the lr linearly over this many steps, since "
                          "the optimizer state starts from zero")
