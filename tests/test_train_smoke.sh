@@ -2,7 +2,8 @@
 # Smoke test of the training pipeline: scripts/train.py --smoke (tiny corpus, tiny model,
 # CPU, a few steps) -> export -> the model directory loads with scripts/atmodel.py,
 # the training network matches scripts/reference.py, reference.py (and the C binary when
-# built) translate a line; --resume continues; export.py --dtype f16 works.
+# built) translate a line; --resume continues; export.py --dtype f16 works; --init-from
+# an export continues its step counter, data order and re-warmed lr.
 # Needs /usr/bin/python3 with torch, numpy, sentencepiece, and spm_train; the corpus is
 # the first 2,000 tatoeba pairs of shared/data (beside the checkout, /work/shared, or
 # $ATTN_SHARED_DATA), else /tmp/attn-corpus (build_corpus.py).
@@ -83,6 +84,15 @@ else bad "export.py --dtype f16"; cat "$T/f16.err"; fi
 if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --resume --out "$T/run" >"$T/resume.log" 2>&1 &&
    grep -q "resumed from .* at step 30" "$T/resume.log"; then ok
 else bad "train.py --resume"; tail -5 "$T/resume.log"; fi
+
+# a new machine: start from the exported weights, the step counter, the place in the data
+# and a re-warmed lr (smoke: peak 3e-3, warmup 10, 30 steps; at step 30 the schedule gives
+# 3e-3 * sqrt(10/30) and the re-warm (30-20)/20 of it: 8.66e-04)
+if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --out "$T/init" --data "$T/run/data" \
+       --init-from "$E" --init-step 20 --init-epoch 1 --init-batch 3 --rewarm 20 >"$T/init.log" 2>&1 &&
+   grep -q "initialised from .* (step counter 20, batch 3 of epoch 1, new optimizer, lr re-warmed over 20 steps)" "$T/init.log" &&
+   grep -q "step 30 epoch [0-9]* .* lr 8.66e-04 " "$T/init.log"; then ok
+else bad "train.py --init-from --init-step --init-epoch --init-batch --rewarm"; tail -5 "$T/init.log"; fi
 
 echo "test_train_smoke: $pass passed, $fail failed ($(( $(date +%s) - start )) s)"
 [ "$fail" -eq 0 ]
