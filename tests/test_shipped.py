@@ -19,11 +19,10 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from pycheck import Checks  # noqa: E402
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scripts"))
-import atmodel  # noqa: E402
 ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, os.path.join(ROOT, "scripts")]
+import atmodel  # noqa: E402
+from pycheck import Checks  # noqa: E402
 MODEL = os.path.join(ROOT, "models", "en-fr")
 FIXTURE = os.path.join(HERE, "fixtures", "shipped", "expected.json")
 SCORE_TOL = 1e-4

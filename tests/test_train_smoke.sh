@@ -94,5 +94,15 @@ if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --out "$T/init" --
    grep -q "step 30 epoch [0-9]* .* lr 8.66e-04 " "$T/init.log"; then ok
 else bad "train.py --init-from --init-step --init-epoch --init-batch --rewarm"; tail -5 "$T/init.log"; fi
 
+# the jemalloc purge: nothing to call under glibc; under jemalloc (when installed) the
+# purge succeeds
+if $PY -c "import sys; sys.path.insert(0, 'scripts'); import train; sys.exit(train.jemalloc_purger() is not None)"; then ok
+else bad "jemalloc_purger without jemalloc"; fi
+JE=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+if [ -e "$JE" ]; then
+    if LD_PRELOAD=$JE $PY -c "import sys; sys.path.insert(0, 'scripts'); import train; p = train.jemalloc_purger(); sys.exit(p is None or p() != 0)"; then ok
+    else bad "jemalloc_purger under jemalloc"; fi
+fi
+
 echo "test_train_smoke: $pass passed, $fail failed ($(( $(date +%s) - start )) s)"
 [ "$fail" -eq 0 ]
