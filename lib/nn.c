@@ -162,6 +162,87 @@ AVX2_TARGET static int next_above_avx2(const float *x, int i, int n, float thr) 
         if (x[i] > thr) return i;
     return n;
 }
+
+/* p[t] = q·K_t for 8 keys t (rows k[0..7], n floats each, n % 8 == 0), as 8 float lanes */
+AVX2_TARGET static inline __attribute__((always_inline)) __m256
+dot8_avx2(const float *q, const float *const *k, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int c = 0; c < n; c += 8) {
+        __m256 qv = _mm256_loadu_ps(q + c);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[0] + c), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[1] + c), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[2] + c), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[3] + c), a3);
+        a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[4] + c), a4);
+        a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[5] + c), a5);
+        a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[6] + c), a6);
+        a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[7] + c), a7);
+    }
+    /* transpose-and-add: lane t of the result is the sum of a_t's 8 lanes */
+    __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
+}
+
+/* out[0..64) = Σ_t p[t] v_t[0..64), the sums in eight registers */
+AVX2_TARGET static void wsum64_avx2(const float *p, const float *V, const size_t *off,
+                                    size_t stride, int S, float *out) {
+    __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0, o4 = o0, o5 = o0, o6 = o0, o7 = o0;
+    for (int t = 0; t < S; t++) {
+        __m256 pv = _mm256_broadcast_ss(p + t);
+        const float *v = V + (off ? off[t] : (size_t)t * stride);
+        o0 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v), o0);
+        o1 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 8), o1);
+        o2 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 16), o2);
+        o3 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 24), o3);
+        o4 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 32), o4);
+        o5 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 40), o5);
+        o6 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 48), o6);
+        o7 = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + 56), o7);
+    }
+    _mm256_storeu_ps(out, o0), _mm256_storeu_ps(out + 8, o1), _mm256_storeu_ps(out + 16, o2);
+    _mm256_storeu_ps(out + 24, o3), _mm256_storeu_ps(out + 32, o4), _mm256_storeu_ps(out + 40, o5);
+    _mm256_storeu_ps(out + 48, o6), _mm256_storeu_ps(out + 56, o7);
+}
+
+/* out[0..n) = Σ_t p[t] v_t[0..n), n % 8 == 0: 64 columns at a time in registers, then 8 */
+AVX2_TARGET static void wsum_avx2(const float *p, const float *V, const size_t *off,
+                                  size_t stride, int S, int n, float *out) {
+    int c = 0;
+    for (; c + 64 <= n; c += 64) wsum64_avx2(p, V + c, off, stride, S, out + c);
+    for (; c < n; c += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int t = 0; t < S; t++)
+            o = _mm256_fmadd_ps(_mm256_broadcast_ss(p + t),
+                                _mm256_loadu_ps(V + (off ? off[t] : (size_t)t * stride) + c), o);
+        _mm256_storeu_ps(out + c, o);
+    }
+}
+
+AVX2_TARGET static void attend_avx2(const float *q, const float *K, const float *V,
+                                    const size_t *off, size_t stride, int S, int n, float *p,
+                                    float *out) {
+    const float *k[8];
+    for (int t = 0; t < S; t += 8) {
+        int m = S - t < 8 ? S - t : 8;
+        for (int i = 0; i < 8; i++) { /* past the last key: key t again */
+            size_t u = (size_t)t + (size_t)(i < m ? i : 0);
+            k[i] = K + (off ? off[u] : u * stride);
+        }
+        __m256 d8 = dot8_avx2(q, k, n);
+        if (m == 8) {
+            _mm256_storeu_ps(p + t, d8);
+        } else {
+            float lane[8];
+            _mm256_storeu_ps(lane, d8);
+            for (int i = 0; i < m; i++) p[t + i] = lane[i];
+        }
+    }
+    float mx = rowmax_avx2(p, S);
+    float inv = (float)(1.0 / exp_sub_avx2(p, S, mx, 1));
+    for (int i = 0; i < S; i++) p[i] *= inv;
+    wsum_avx2(p, V, off, stride, S, n, out);
+}
 #else
 #define NN_X86 0
 #endif
@@ -185,6 +266,20 @@ void nn_axpy(float *y, float a, const float *x, int n, int isa) {
 #endif
     (void)isa;
     for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void nn_attend(const float *q, const float *K, const float *V, const size_t *off, size_t stride,
+               int S, int n, float *p, float *out, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2 && n % 8 == 0) {
+        attend_avx2(q, K, V, off, stride, S, n, p, out);
+        return;
+    }
+#endif
+    for (int t = 0; t < S; t++) p[t] = nn_dot(q, K + (off ? off[t] : (size_t)t * stride), n, isa);
+    nn_softmax(p, S, isa);
+    memset(out, 0, (size_t)n * sizeof *out);
+    for (int t = 0; t < S; t++) nn_axpy(out, p[t], V + (off ? off[t] : (size_t)t * stride), n, isa);
 }
 
 int nn_next_above(const float *x, int i, int n, float thr, int isa) {

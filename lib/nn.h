@@ -12,6 +12,12 @@ void nn_add_layernorm(float *x, const float *r, int M, int d, const at_ln *ln, f
 float nn_dot(const float *a, const float *b, int n, int isa);
 void nn_axpy(float *y, float a, const float *x, int n, int isa);
 
+/* One head of attention for one query, S >= 1 keys of n floats: key and value t are
+ * K + off[t] and V + off[t] (off NULL: t * stride). p[t] = softmax_t(q·key_t) (S floats,
+ * kept for the caller), out[n] = Σ_t p[t] value_t. */
+void nn_attend(const float *q, const float *K, const float *V, const size_t *off, size_t stride,
+               int S, int n, float *p, float *out, int isa);
+
 /* The first index in [i, n) with x[index] > thr (NaN never is), or n. */
 int nn_next_above(const float *x, int i, int n, float thr, int isa);
 

@@ -57,6 +57,7 @@ struct at_session {
     int *parent;                /* (cap_T, cap_B * cap_K): beam j of step t+1 came from beam
                                    parent[t][slot0 + j] of step t */
     int *iscratch;              /* (rows) positions */
+    size_t *kv_off;             /* (cap_T) a row's cache offsets, one per position */
 
     /* the current step */
     float *logits;              /* (cap_B * cap_K, V) */

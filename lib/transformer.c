@@ -42,13 +42,9 @@ static void attend_dense(const float *q, int n, const float *K, const float *Vv,
     if (n <= 8) { /* a few query rows (decoder steps): dot products, no sgemm packing */
         for (int i = 0; i < n; i++)
             for (int h = 0; h < heads; h++) {
-                const float *qh = q + (size_t)i * d + h * hd;
-                for (int t = 0; t < S; t++) probs[t] = nn_dot(qh, K + (size_t)t * d + h * hd, hd, isa);
-                nn_softmax(probs, S, isa);
+                size_t at = (size_t)i * d + h * hd;
+                nn_attend(q + at, K + h * hd, Vv + h * hd, NULL, (size_t)d, S, hd, probs, ctx + at, isa);
                 if (keep) memcpy(keep + ((size_t)i * heads + h) * keep_S, probs, (size_t)S * sizeof *probs);
-                float *oh = ctx + (size_t)i * d + h * hd;
-                memset(oh, 0, (size_t)hd * sizeof *oh);
-                for (int t = 0; t < S; t++) nn_axpy(oh, probs[t], Vv + (size_t)t * d + h * hd, hd, isa);
             }
         return;
     }
@@ -118,21 +114,14 @@ static void attend_history(at_session *s, int l, int n, int pos) {
     int d = c->d_model, H = c->decoder_heads, hd = d / H, slots = s->cap_B * s->cap_K;
     const float *Kc = s->self_k[l], *Vc = s->self_v[l];
     int isa = s->m->isa;
+    size_t *off = s->kv_off;
     for (int j = 0; j < n; j++) {
         const int *hist = s->hist + (size_t)s->row_slot[j] * s->cap_T;
-        float *out = s->ctx + (size_t)j * d;
-        memset(out, 0, (size_t)d * sizeof *out);
+        for (int t = 0; t <= pos; t++) off[t] = ((size_t)t * slots + hist[t]) * d;
         for (int h = 0; h < H; h++) {
-            const float *qh = s->q + (size_t)j * d + h * hd;
-            float *p = s->scores;
-            for (int t = 0; t <= pos; t++) {
-                p[t] = nn_dot(qh, Kc + ((size_t)t * slots + hist[t]) * d + h * hd, hd, isa);
-            }
-            nn_softmax(p, pos + 1, isa);
-            float *oh = out + h * hd;
-            for (int t = 0; t <= pos; t++) {
-                nn_axpy(oh, p[t], Vc + ((size_t)t * slots + hist[t]) * d + h * hd, hd, isa);
-            }
+            size_t at = (size_t)j * d + h * hd;
+            nn_attend(s->q + at, Kc + h * hd, Vc + h * hd, off, 0, pos + 1, hd, s->scores,
+                      s->ctx + at, isa);
         }
     }
 }

@@ -55,7 +55,7 @@ static void free_buffers(at_session *s) {
         if (s->self_v) FREE(s->self_v[l]);
     }
     FREE(s->cross_k), FREE(s->cross_v), FREE(s->self_k), FREE(s->self_v);
-    FREE(s->hist), FREE(s->hist_next), FREE(s->parent), FREE(s->iscratch);
+    FREE(s->hist), FREE(s->hist_next), FREE(s->parent), FREE(s->iscratch), FREE(s->kv_off);
     FREE(s->logits), FREE(s->step_tokens), FREE(s->row_slot), FREE(s->sents), FREE(s->active);
     FREE(s->slots), FREE(s->hyp_ids), FREE(s->cand), FREE(s->hyps);
     s->cap_B = s->cap_K = s->cap_T = s->cap_src = s->cap_S = 0;
@@ -117,7 +117,7 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
         ALLOC(s->self_k[l], (size_t)T * BK * d), ALLOC(s->self_v[l], (size_t)T * BK * d);
     }
     ALLOC(s->hist, BK * T), ALLOC(s->hist_next, BK * T), ALLOC(s->parent, (size_t)T * BK);
-    ALLOC(s->iscratch, rows), ALLOC(s->logits, BK * V), ALLOC(s->step_tokens, BK);
+    ALLOC(s->iscratch, rows), ALLOC(s->kv_off, (size_t)T), ALLOC(s->logits, BK * V), ALLOC(s->step_tokens, BK);
     ALLOC(s->row_slot, BK), ALLOC(s->sents, (size_t)B), ALLOC(s->active, (size_t)B);
     ALLOC(s->slots, BK * 5), ALLOC(s->hyp_ids, BK * 5 * T), ALLOC(s->cand, (size_t)2 * K);
     ALLOC(s->hyps, BK);

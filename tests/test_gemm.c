@@ -307,11 +307,53 @@ static void check_exp(gemm_isa best) {
     }
 }
 
+/* nn_attend against float64 arithmetic: every ISA, head sizes on and off the 8-float fast
+ * path (and past 64 columns), key counts around the 8-key blocks, keys at a stride or at
+ * scattered offsets (the decoder's cache), the weights it returns and the output. */
+static void check_attend(gemm_isa best) {
+    const int ns[] = {8, 12, 16, 64, 72, 128}, Ss[] = {1, 2, 7, 8, 9, 16, 31, 77};
+    int cap = 77, width = 160, rows = 2 * cap + 3;
+    float *K = malloc((size_t)rows * width * sizeof *K), *V = malloc((size_t)rows * width * sizeof *V);
+    float q[160], p[77], out[160];
+    size_t off[77];
+    for (int i = 0; i < rows * width; i++) K[i] = frand() * 2.0f, V[i] = frand() * 3.0f;
+    for (int i = 0; i < 160; i++) q[i] = frand() * 0.5f;
+    for (int isa = GEMM_SCALAR; isa <= (int)best; isa++)
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (size_t b = 0; b < sizeof Ss / sizeof *Ss; b++)
+                for (int scattered = 0; scattered < 2; scattered++) {
+                    int n = ns[a], S = Ss[b];
+                    const float *Kh = K + 3, *Vh = V + 5; /* an unaligned head */
+                    for (int t = 0; t < S; t++) /* scattered: rows 2t + 1, in reverse */
+                        off[t] = (size_t)(scattered ? 2 * (S - 1 - t) + 1 : t) * width;
+                    nn_attend(q, Kh, Vh, scattered ? off : NULL, (size_t)width, S, n, p, out, isa);
+                    double w[77], mx = -INFINITY, sum = 0, perr = 0, oerr = 0;
+                    for (int t = 0; t < S; t++) {
+                        w[t] = 0;
+                        for (int j = 0; j < n; j++) w[t] += (double)q[j] * Kh[off[t] + j];
+                        mx = fmax(mx, w[t]);
+                    }
+                    for (int t = 0; t < S; t++) sum += (w[t] = exp(w[t] - mx));
+                    for (int t = 0; t < S; t++) perr = fmax(perr, fabs(p[t] - w[t] / sum));
+                    for (int j = 0; j < n; j++) {
+                        double o = 0;
+                        for (int t = 0; t < S; t++) o += w[t] / sum * Vh[off[t] + j];
+                        oerr = fmax(oerr, fabs(out[j] - o));
+                    }
+                    CHECK(perr <= 1e-5 && oerr <= 4e-5,
+                          "attend %s n=%d S=%d %s: weights off by %g, output by %g",
+                          gemm_isa_name((gemm_isa)isa), n, S, scattered ? "scattered" : "strided",
+                          perr, oerr);
+                }
+    free(K), free(V);
+}
+
 int main(void) {
     gemm_isa best = gemm_detect_isa();
     printf("test_gemm: kernels up to %s\n", gemm_isa_name(best));
     check_fixture(best);
     check_kernels(best);
     check_exp(best);
+    check_attend(best);
     return check_report("test_gemm");
 }
