@@ -52,8 +52,10 @@ struct at_session {
 
     /* caches */
     float **cross_k, **cross_v; /* (decoder_layers) x (cap_src, d) */
-    float **self_k, **self_v;   /* (decoder_layers) x (cap_T, cap_B * cap_K, d): [pos][slot] */
-    int *hist, *hist_next;      /* (cap_B * cap_K, cap_T): cache slot of a beam at position p */
+    float **self_k, **self_v;   /* (decoder_layers) x (cap_T, cap_B * cap_K, d): [pos][row],
+                                   the K/V of decoder row `row` of step pos */
+    int *hist, *hist_next;      /* (cap_B * cap_K, cap_T): the cache row that holds a beam's
+                                   K/V at position p (its row at step p) */
     int *parent;                /* (cap_T, cap_B * cap_K): beam j of step t+1 came from beam
                                    parent[t][slot0 + j] of step t */
     int *iscratch;              /* (rows) positions */
@@ -102,9 +104,10 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
 void tf_encode_batch(at_session *s);
 
 /* One decoder step at position `pos` for the live rows of the active sentences:
- * row r feeds step_tokens[r], writes its K/V to cache slot row_slot[r] and
- * attends to hist[row_slot[r]][0..pos]. Writes raw logits (final bias
- * included) to s->logits (rows, V). */
+ * row r feeds step_tokens[r], writes its K/V to cache row [pos][r] (the matrix
+ * products write there directly) and attends to the cache rows
+ * hist[row_slot[r]][0..pos], of which entry pos must be r. Writes raw logits
+ * (final bias included) to s->logits (rows, V). */
 void tf_decode_step_batch(at_session *s, int rows, int pos);
 
 /* Single-sentence forms for tests: ids[S] at row 0; n rows in slots 0..n-1. */

@@ -136,15 +136,12 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
     trace(s, "decoder_embed", -1, s->x, n, d);
     for (int l = 0; l < c->decoder_layers; l++) {
         const at_dec_layer *L = &m->dec[l];
-        /* self-attention: store this step's K/V at [pos][slot], then attend */
+        /* self-attention: this step's K/V go straight into the cache at [pos][row], then
+         * each row attends over its history */
+        size_t at = (size_t)pos * slots * d;
         gemm_linear(m, &L->self_attn.q, s->x, n, s->q, &s->gs);
-        gemm_linear(m, &L->self_attn.k, s->x, n, s->k, &s->gs);
-        gemm_linear(m, &L->self_attn.v, s->x, n, s->v, &s->gs);
-        for (int j = 0; j < n; j++) {
-            size_t at = ((size_t)pos * slots + s->row_slot[j]) * d;
-            memcpy(s->self_k[l] + at, s->k + (size_t)j * d, (size_t)d * sizeof *s->k);
-            memcpy(s->self_v[l] + at, s->v + (size_t)j * d, (size_t)d * sizeof *s->v);
-        }
+        gemm_linear(m, &L->self_attn.k, s->x, n, s->self_k[l] + at, &s->gs);
+        gemm_linear(m, &L->self_attn.v, s->x, n, s->self_v[l] + at, &s->gs);
         scale_rows(s->q, (size_t)n * d, qscale);
         attend_history(s, l, n, pos);
         gemm_linear(m, &L->self_attn.o, s->ctx, n, s->tmp, &s->gs);

@@ -291,7 +291,7 @@ static void beam_search(at_session *s, const at_options *o) {
             for (int j = 0; j < st->n_live; j++, rows++) {
                 int slot = st->slot0 + j;
                 s->row_slot[rows] = slot;
-                s->hist[(size_t)slot * T + pos] = slot;
+                s->hist[(size_t)slot * T + pos] = rows; /* its K/V: cache row [pos][rows] */
                 s->step_tokens[rows] = t == 1 ? c->decoder_start_id : st->live[j].ids[t - 2];
             }
         }
