@@ -262,6 +262,15 @@ static void check_kernels(gemm_isa best) {
                 gemm_linear(&mf, &ly.L, x + (size_t)(M - 1) * in, 1, ref, &ws);
                 CHECK(!memcmp(ref, y + (size_t)(M - 1) * out, (size_t)out * sizeof *y),
                       "packed f32 %dx%dx%d: last row alone differs", M, out, in);
+                /* the AVX-512 tiles give the AVX2 tiles' bits (the same FMA chain per output) */
+                for (int wt = AT_W_F32; best >= GEMM_AVX512 && wt <= AT_W_F16; wt++) {
+                    at_model m2 = shell((at_wtype)wt, GEMM_AVX2), m5 = shell((at_wtype)wt, GEMM_AVX512);
+                    gemm_linear(&m2, &ly.L, x, M, ref, &ws);
+                    gemm_linear(&m5, &ly.L, x, M, y, &ws);
+                    CHECK(!memcmp(ref, y, (size_t)M * out * sizeof *y),
+                          "packed %s %dx%dx%d: avx512 differs from avx2", wt == AT_W_F32 ? "f32" : "f16",
+                          M, out, in);
+                }
             }
         }
         free(ref), free(y), free(f32), free(W), free(b), free(x);
