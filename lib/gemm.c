@@ -796,20 +796,12 @@ void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, floa
         return;
     }
 #if GEMM_X86
-    if (isa >= GEMM_AVX512 && m->wtype == AT_W_F32 && L->pw) {
-        packed512_0(x, M, L, y);
-        return;
-    }
-    if (isa >= GEMM_AVX512 && m->wtype == AT_W_F16 && L->ph) {
-        packed512_1(x, M, L, y);
-        return;
-    }
-    if (isa >= GEMM_AVX2 && m->wtype == AT_W_F32 && L->pw) {
-        packed_0(x, M, L, y);
-        return;
-    }
-    if (isa >= GEMM_AVX2 && m->wtype == AT_W_F16 && L->ph) {
-        packed_1(x, M, L, y);
+    int half = m->wtype == AT_W_F16;
+    if (isa >= GEMM_AVX2 && (half ? L->ph != NULL : L->pw != NULL)) {
+        if (isa >= GEMM_AVX512)
+            (half ? packed512_1 : packed512_0)(x, M, L, y);
+        else
+            (half ? packed_1 : packed_0)(x, M, L, y);
         return;
     }
 #endif

@@ -73,7 +73,8 @@ void at_session_free(at_session *s) {
 }
 
 static int imax(int a, int b) { return a > b ? a : b; }
-static int imin(int a, int b) { return a < b ? a : b; }
+/* 2n, but at most limit, and at least n */
+static int twice(int n, int limit) { return 2 * (long long)n >= limit ? imax(n, limit) : 2 * n; }
 static int round_up(int x, int q) { return (x + q - 1) / q * q; }
 
 static at_status reserve_src(at_session *s, size_t n, at_error *err) {
@@ -97,9 +98,9 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
      * room is address space: pages are touched as they are used. */
     int lim = s->m->cfg.max_positions + 1;
     B = imax(B, s->cap_B), K = imax(K, s->cap_K);
-    src = round_up(imax(src > INT_MAX / 4 ? src : 2 * src, s->cap_src), 64);
-    S = round_up(imax(imax(S, imin(2 * S, lim)), s->cap_S), 16);
-    T = round_up(imax(imax(T, imin(2 * T, lim)), s->cap_T), 32);
+    src = round_up(imax(twice(src, INT_MAX / 2), s->cap_src), 64);
+    S = round_up(imax(twice(S, lim), s->cap_S), 16);
+    T = round_up(imax(twice(T, lim), s->cap_T), 32);
     free_buffers(s);
     const at_config *c = &s->m->cfg;
     size_t d = (size_t)c->d_model, V = (size_t)c->vocab_size, L = (size_t)c->decoder_layers;
