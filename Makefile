@@ -3,6 +3,7 @@
 #   make              the library and ./attn-translate
 #   make test         every test; ends with "N passed, N failed"
 #   make asan-test    the same tests built with AddressSanitizer + UBSan
+#   make tsan-test    the threaded tests (pool, split products, workers) under TSan
 #   make bench        speed and memory against the PyTorch reference (not a test);
 #                     PEER_CT2=DIR adds CTranslate2 side by side (see the bench target)
 #   make install      PREFIX=/usr/local DESTDIR=
@@ -18,10 +19,10 @@ WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpoin
           -Wformat=2 -Wvla
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 $(WARN) -Ilib -DAT_DATADIR='"$(DATADIR)"'
-LDLIBS  = -lopenblas -lcjson -lutf8proc -lm
+LDLIBS  = -lopenblas -lcjson -lutf8proc -lm -lpthread
 BUILD   ?= build
 
-LIB_SRC = lib/status.c lib/json.c lib/tokenizer.c lib/model.c lib/nn.c lib/gemm.c lib/transformer.c lib/translate.c
+LIB_SRC = lib/status.c lib/json.c lib/tokenizer.c lib/model.c lib/nn.c lib/gemm.c lib/transformer.c lib/translate.c lib/pool.c
 LIB_OBJ = $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
 FUZZ_TARGETS = tokenizer vocab header translate
 TESTS   = test_tokenizer test_json test_model test_gemm test_forward test_attn test_hf_marian
@@ -36,7 +37,7 @@ setup:
 	@scripts/install-deps.sh --build-only
 	$(MAKE) all
 
-.PHONY: fuzz fuzz-run deps setup all test asan asan-test bench clean install uninstall check-header
+.PHONY: fuzz fuzz-run deps setup all test asan asan-test tsan tsan-test bench clean install uninstall check-header
 
 all: attn-translate
 
@@ -85,6 +86,16 @@ asan:
 asan-test: asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  BUILD=build/asan PYTHON=$(PYTHON) tests/run.sh --no-python
+
+# ThreadSanitizer on what runs threads of its own: the pool and split products
+# (test_gemm) and the CLI's workers and split batches (test_batch)
+tsan:
+	$(MAKE) BUILD=build/tsan OPT='-O1 -fsanitize=thread' LDFLAGS='-fsanitize=thread' \
+	  build/tsan/tests/test_gemm build/tsan/attn-translate
+
+tsan-test: tsan
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_gemm
+	TSAN_OPTIONS=halt_on_error=1 tests/test_batch.sh build/tsan/attn-translate
 
 # ---- fuzzing (clang + libFuzzer). `make fuzz` builds; `make fuzz-run FUZZ_SECONDS=600`
 # runs each target in turn on fuzz/corpus/NAME and keeps new interesting inputs there.

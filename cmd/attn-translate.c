@@ -71,8 +71,9 @@ static const char *usage_text =
     "      --on-error MODE      a line that cannot be translated: copy (default: print\n"
     "                           the source line), skip (print an empty line), fail (stop)\n"
     "Throughput:\n"
-    "  -t, --threads N          worker threads, and threads loading the model (default: cores,\n"
-    "                           up to 8; translation on a terminal: 1)\n"
+    "  -t, --threads N          threads: workers taking whole batches, or all on one batch\n"
+    "                           when there is only one; also loading the model (default:\n"
+    "                           cores, up to 8)\n"
     "      --dtype T            weights as f32 (default), f16 (half the memory) or int8\n"
     "                           (a quarter, fastest; quantized once at load)\n"
     "      --batch-size N       sentences per batch (default 32)\n"
@@ -591,8 +592,12 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
+/* A chunk of several batches runs them on `threads` workers, one core each; a chunk of
+ * one batch (a single line on a terminal, a short file) gives all the threads to the
+ * first worker's session, which splits each matrix product among them. */
 static void translate_chunk(ctx *x, int threads) {
     int nt = threads < x->ck->n_batches ? threads : x->ck->n_batches;
+    at_session_set_threads(x->sessions[0], nt <= 1 ? threads : 1);
     if (nt <= 1) {
         run_batches(x, 0);
         return;
@@ -1113,7 +1118,7 @@ int main(int argc, char **argv) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         int cores = n < 1 ? 1 : n > 8 ? 8 : (int)n;
         c.load_threads = c.threads ? c.threads : cores;
-        if (c.threads == 0) c.threads = c.unbuffered ? 1 : cores;
+        if (c.threads == 0) c.threads = cores;
     }
     openblas_set_num_threads(1);
 
@@ -1182,7 +1187,8 @@ int main(int argc, char **argv) {
     }
     x.sessions = calloc((size_t)c.threads, sizeof *x.sessions);
     for (int i = 0; x.sessions && i < c.threads; i++)
-        if (at_session_new(model, &x.sessions[i], &err) != AT_OK) {
+        if (at_session_new_opts(model, &(at_session_options){i == 0 ? c.threads : 1},
+                                &x.sessions[i], &err) != AT_OK) {
             fprintf(stderr, "attn-translate: %s\n", err.message);
             status = EXIT_FATAL;
             goto done;

@@ -181,7 +181,29 @@ typedef struct at_session at_session;
  * decoding. Release with at_session_free(). */
 at_status at_session_new(const at_model *model, at_session **out, at_error *err);
 
-/* Releases the session and the last result. Accepts NULL. */
+/* How a session computes: at_session_new_opts(). */
+typedef struct at_session_options {
+    int threads; /* threads one translation may use: the calling thread plus threads - 1
+                    helpers that the session starts and keeps, asleep when idle, until
+                    at_session_free(); <= 1: the calling thread alone. The helpers split
+                    the matrix products by output columns, so results do not depend on
+                    the number. Where a helper cannot be started, the session computes
+                    on the calling thread (at_session_set_threads() then returns 1). */
+} at_session_options;
+
+#define AT_SESSION_THREADS_MAX 256
+
+/* at_session_new() with options (NULL: the defaults, one thread). AT_ERR_ARG for more
+ * than AT_SESSION_THREADS_MAX threads. Ownership as for at_session_new(). */
+at_status at_session_new_opts(const at_model *model, const at_session_options *opts,
+                              at_session **out, at_error *err);
+
+/* Sets how many of its threads the session's next translations use, clamped to
+ * [1, the threads it has], and returns that number. For a caller that runs several
+ * sessions at once, one per core, and one session alone at other times. */
+int at_session_set_threads(at_session *session, int threads);
+
+/* Releases the session, its helper threads and the last result. Accepts NULL. */
 void at_session_free(at_session *session);
 
 /* Translates one line (`len` bytes of UTF-8, no newline handling: callers split

@@ -5,6 +5,7 @@
  * where the CPU has them. Other architectures get the scalar code. */
 #include "gemm.h"
 #include "internal.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -94,11 +95,13 @@ static float q8_out(int32_t acc, float xs, float ws, float b) {
     return fmaf((float)acc, xs * ws, b);
 }
 
-static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L, float *y) {
+/* Outputs [n0, n1) of every row. */
+static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L, float *y, int n0,
+                      int n1) {
     int in4 = gemm_pad4(L->in), K4 = in4 / 4;
     for (int m = 0; m < M; m++) {
         const int8_t *xr = xq + (size_t)m * in4;
-        for (int n = 0; n < L->out; n++) {
+        for (int n = n0; n < n1; n++) {
             const int8_t *w = L->q + ((size_t)(n / 16) * K4 * 16 + (size_t)(n % 16)) * 4;
             int32_t acc = 0;
             for (int k4 = 0; k4 < K4; k4++, w += 64)
@@ -193,10 +196,11 @@ AVX512_TARGET static void quantize_rows_avx512(const float *x, int M, int in, ui
     }
 }
 
+/* Output blocks [nb0, NB) of 16 (q8_avx2 alike). */
 AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, const at_lin *L,
-                                    float *y) {
-    int in4 = gemm_pad4(L->in), NB = gemm_pad16(L->out) / 16;
-    for (int nb = 0; nb < NB;) {
+                                    float *y, int nb0, int NB) {
+    int in4 = gemm_pad4(L->in);
+    for (int nb = nb0; nb < NB;) {
         const int8_t *wb = L->q + (size_t)nb * in4 * 16;
         if (nb + 4 <= NB) {
             int m = 0;
@@ -267,9 +271,9 @@ AVX2_TARGET static void avx2_store(__m256i acc, const at_lin *L, int n0, float x
     } while (0)
 
 AVX2_TARGET static void q8_avx2(const int8_t *xq, const float *xs, int M, const at_lin *L,
-                                float *y) {
-    int in4 = gemm_pad4(L->in), NB = gemm_pad16(L->out) / 16;
-    for (int nb = 0; nb < NB; nb++) {
+                                float *y, int nb0, int NB) {
+    int in4 = gemm_pad4(L->in);
+    for (int nb = nb0; nb < NB; nb++) {
         const int8_t *wb = L->q + (size_t)nb * in4 * 16;
         int m = 0;
         for (; m + 4 <= M; m += 4) AVX2_RUN(4);
@@ -277,25 +281,6 @@ AVX2_TARGET static void q8_avx2(const int8_t *xq, const float *xs, int M, const 
     }
 }
 #endif /* GEMM_X86 */
-
-void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float *y,
-                    const gemm_scratch *ws) {
-#if GEMM_X86
-    if (isa == GEMM_AVX512) {
-        quantize_rows_avx512(x, M, L->in, (uint8_t *)ws->xq, ws->xs);
-        q8_avx512((const uint8_t *)ws->xq, ws->xs, M, L, y);
-        return;
-    }
-    if (isa == GEMM_AVX2) {
-        quantize_rows(x, M, L->in, ws->xq, ws->xs, 0);
-        q8_avx2(ws->xq, ws->xs, M, L, y);
-        return;
-    }
-#endif
-    (void)isa;
-    quantize_rows(x, M, L->in, ws->xq, ws->xs, 0);
-    q8_scalar(ws->xq, ws->xs, M, L, y);
-}
 
 /* ---- int8: quantizing and packing weights ------------------------------------------ */
 
@@ -658,11 +643,12 @@ static void set_bias(float *y, int M, const at_lin *L) {
     PK_TILE(4, H)                                                                               \
     PK_TILE(2, H)                                                                               \
     PK_TILE(1, H)                                                                               \
-    AVX2_TARGET static void packed_##H(const float *x, int M, const at_lin *L, float *y) {      \
-        int K = L->in, NB = gemm_pad16(L->out) / 16;                                            \
+    AVX2_TARGET static void packed_##H(const float *x, int M, const at_lin *L, float *y,        \
+                                       int nb0, int NB) {                                       \
+        int K = L->in;                                                                          \
         const char *w = H ? (const char *)L->ph : (const char *)L->pw;                          \
         const size_t blk = (size_t)K * 16 * (H ? sizeof(uint16_t) : sizeof(float));             \
-        for (int nb = 0; nb < NB; nb++) {                                                       \
+        for (int nb = nb0; nb < NB; nb++) {                                                     \
             const char *wb = w + (size_t)nb * blk;                                              \
             int m = 0;                                                                          \
             for (; m + 6 <= M; m += 6) pk_tile_6_##H(X(m), K, wb, L, nb * 16, Y(m));            \
@@ -721,11 +707,12 @@ PK_SET(1)
     PQ_TILE(8, 1, H)                                                                            \
     PQ_TILE(4, 1, H)                                                                            \
     PQ_TILE(1, 1, H)                                                                            \
-    AVX512_TARGET static void packed512_##H(const float *x, int M, const at_lin *L, float *y) { \
-        int K = L->in, NBS = gemm_pad16(L->out) / 16;                                           \
+    AVX512_TARGET static void packed512_##H(const float *x, int M, const at_lin *L, float *y,   \
+                                            int nb0, int NBS) {                                 \
+        int K = L->in;                                                                          \
         const char *w = H ? (const char *)L->ph : (const char *)L->pw;                          \
         const size_t blk = (size_t)K * 16 * (H ? sizeof(uint16_t) : sizeof(float));             \
-        int nb = 0;                                                                             \
+        int nb = nb0;                                                                           \
         for (; nb + 2 <= NBS; nb += 2) {                                                        \
             const char *wb = w + (size_t)nb * blk;                                              \
             PQ_ROWS(2, H);                                                                      \
@@ -788,23 +775,91 @@ static void sgemm_rows(const float *x, int M, const at_lin *L, const float *W, i
                     L->in, beta, y + n0, L->out);
 }
 
+/* ---- products split by output blocks ---------------------------------------------- */
+
+enum { K_Q8_SCALAR, K_Q8_AVX2, K_Q8_AVX512, K_PK_F32, K_PK_F16, K_PQ_F32, K_PQ_F16 };
+
+/* One product: the kernel `kind` over output blocks of 16, handed out in `parts` runs of
+ * whole `unit`s of blocks (the widest tile the kernel takes). Every output is computed by
+ * the same chain of operations whichever run it falls in, so the split never changes a
+ * bit of y. */
+typedef struct gemm_job {
+    const at_lin *L;
+    const float *x;
+    float *y;
+    const gemm_scratch *ws;
+    int M, kind, NB, unit, parts;
+} gemm_job;
+
+static void gemm_blocks(const gemm_job *j, int nb0, int nb1) {
+    const at_lin *L = j->L;
+    switch (j->kind) {
+#if GEMM_X86
+    case K_Q8_AVX512: q8_avx512((const uint8_t *)j->ws->xq, j->ws->xs, j->M, L, j->y, nb0, nb1); return;
+    case K_Q8_AVX2: q8_avx2(j->ws->xq, j->ws->xs, j->M, L, j->y, nb0, nb1); return;
+    case K_PK_F32: packed_0(j->x, j->M, L, j->y, nb0, nb1); return;
+    case K_PK_F16: packed_1(j->x, j->M, L, j->y, nb0, nb1); return;
+    case K_PQ_F32: packed512_0(j->x, j->M, L, j->y, nb0, nb1); return;
+    case K_PQ_F16: packed512_1(j->x, j->M, L, j->y, nb0, nb1); return;
+#endif
+    default: q8_scalar(j->ws->xq, j->ws->xs, j->M, L, j->y, nb0 * 16, nb1 * 16 < L->out ? nb1 * 16 : L->out);
+    }
+}
+
+static void gemm_part(void *arg, int i) {
+    const gemm_job *j = arg;
+    long long units = (j->NB + j->unit - 1) / j->unit;
+    int nb0 = (int)(units * i / j->parts) * j->unit, nb1 = (int)(units * (i + 1) / j->parts) * j->unit;
+    if (nb1 > j->NB) nb1 = j->NB;
+    if (nb0 < nb1) gemm_blocks(j, nb0, nb1);
+}
+
+/* Quantizes x for the int8 kernels of `isa` into ws and returns the kernel. */
+static int q8_prepare(gemm_isa isa, const at_lin *L, const float *x, int M, const gemm_scratch *ws) {
+#if GEMM_X86
+    if (isa == GEMM_AVX512) {
+        quantize_rows_avx512(x, M, L->in, (uint8_t *)ws->xq, ws->xs);
+        return K_Q8_AVX512;
+    }
+#endif
+    quantize_rows(x, M, L->in, ws->xq, ws->xs, 0);
+    return isa == GEMM_AVX2 && GEMM_X86 ? K_Q8_AVX2 : K_Q8_SCALAR;
+}
+
+void gemm_q8_linear(gemm_isa isa, const at_lin *L, const float *x, int M, float *y,
+                    const gemm_scratch *ws) {
+    gemm_job j = {L, x, y, ws, M, q8_prepare(isa, L, x, M, ws), gemm_pad16(L->out) / 16, 1, 1};
+    gemm_blocks(&j, 0, j.NB);
+}
+
 void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, float *y,
                  const gemm_scratch *ws) {
     gemm_isa isa = (gemm_isa)m->isa;
+    gemm_job j = {L, x, y, ws, M, -1, gemm_pad16(L->out) / 16, 1, 1};
     if (m->wtype == AT_W_INT8) {
-        gemm_q8_linear(isa, L, x, M, y, ws);
-        return;
+        j.kind = q8_prepare(isa, L, x, M, ws);
+        j.unit = j.kind == K_Q8_AVX512 ? 4 : 1;
     }
 #if GEMM_X86
-    int half = m->wtype == AT_W_F16;
-    if (isa >= GEMM_AVX2 && (half ? L->ph != NULL : L->pw != NULL)) {
-        if (isa >= GEMM_AVX512)
-            (half ? packed512_1 : packed512_0)(x, M, L, y);
-        else
-            (half ? packed_1 : packed_0)(x, M, L, y);
-        return;
+    else if (isa >= GEMM_AVX2 && (m->wtype == AT_W_F16 ? L->ph != NULL : L->pw != NULL)) {
+        int half = m->wtype == AT_W_F16;
+        j.kind = isa >= GEMM_AVX512 ? (half ? K_PQ_F16 : K_PQ_F32) : (half ? K_PK_F16 : K_PK_F32);
+        j.unit = isa >= GEMM_AVX512 ? 2 : 1;
     }
 #endif
+    if (j.kind >= 0) {
+        int units = (j.NB + j.unit - 1) / j.unit;
+        int q8 = m->wtype == AT_W_INT8;
+        double w_bytes = (double)L->in * L->out * (q8 ? 1 : m->wtype == AT_W_F16 ? 2 : 4);
+        double ns = w_bytes / 100.0 + (double)M * L->in * L->out / (q8 ? 200.0 : 50.0);
+        j.parts = ws->pool && ns >= ws->split_ns ? ws->threads : 1;
+        if (j.parts > units) j.parts = units;
+        if (j.parts > 1)
+            pool_run(ws->pool, j.parts, gemm_part, &j);
+        else
+            gemm_blocks(&j, 0, j.NB);
+        return;
+    }
     if (L->b) set_bias(y, M, L);
     if (m->wtype == AT_W_F32) {
         sgemm_rows(x, M, L, L->w, 0, L->out, y);

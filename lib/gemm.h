@@ -92,6 +92,9 @@ typedef struct gemm_scratch {
     int8_t *xq;    /* (rows, pad4(in_max)) */
     float *xs;     /* (rows) */
     float *wide;   /* (GEMM_WIDE_ROWS, in_max) */
+    struct at_pool *pool; /* the session's helper threads (NULL: none); borrowed */
+    int threads;          /* threads a product may use, pool's included (<= 1: the caller) */
+    double split_ns;      /* split products estimated to take this long or more (below) */
 } gemm_scratch;
 
 #define GEMM_WIDE_ROWS 256
@@ -100,7 +103,18 @@ typedef struct gemm_scratch {
 void gemm_scratch_size(int rows, int in_max, size_t *xq_bytes, size_t *xs_floats,
                        size_t *wide_floats);
 
-/* y[M, L->out] = x[M, L->in] · Wᵀ + b with the model's weight dtype and kernels. */
+/* A product is split by output columns over ws->pool when its estimated time on one
+ * core, weight bytes at 100 GB/s plus multiply-adds at 50 per ns (f32, f16) or 200
+ * (int8), is at least ws->split_ns: sessions use GEMM_SPLIT_NS, below which handing
+ * half to a helper (about a microsecond of cache-line traffic) costs more than it saves,
+ * or the environment variable ATTN_TRANSLATE_SPLIT_NS (tests set 0: split everything). */
+#ifndef GEMM_SPLIT_NS
+#define GEMM_SPLIT_NS 4000.0
+#endif
+
+/* y[M, L->out] = x[M, L->in] · Wᵀ + b with the model's weight dtype and kernels. With
+ * the packed or int8 kernels, a product worth it (GEMM_SPLIT_NS) is split by output
+ * blocks over ws->pool; y is the same bit for bit with or without it. */
 void gemm_linear(const at_model *m, const at_lin *L, const float *x, int M, float *y,
                  const gemm_scratch *ws);
 

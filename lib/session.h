@@ -38,6 +38,7 @@ typedef struct at_sent {
 
 struct at_session {
     const at_model *m;
+    struct at_pool *pool;   /* helper threads (at_session_options.threads - 1), or NULL */
     int cap_B, cap_K, cap_T, cap_src, cap_S; /* sentences, beams, steps, total and max source */
 
     /* activations, rows = max(cap_src, cap_B * cap_K) */

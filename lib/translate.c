@@ -2,6 +2,7 @@
  * (docs/DECODING.md): greedy is beam search with one beam. */
 #include "internal.h"
 #include "nn.h"
+#include "pool.h"
 #include "session.h"
 
 #include <limits.h>
@@ -33,13 +34,34 @@ const char *at_token_text(const at_model *m, int32_t id) {
 
 /* ---- sessions ----------------------------------------------------------------- */
 
-at_status at_session_new(const at_model *m, at_session **out, at_error *err) {
+at_status at_session_new_opts(const at_model *m, const at_session_options *opts, at_session **out,
+                              at_error *err) {
     if (!m || !out) return at_fail(err, AT_ERR_ARG, "at_session_new: NULL argument");
+    int threads = opts ? opts->threads : 1;
+    if (threads > AT_SESSION_THREADS_MAX)
+        return at_fail(err, AT_ERR_ARG, "session threads %d is above %d", threads,
+                       AT_SESSION_THREADS_MAX);
     at_session *s = calloc(1, sizeof *s);
     if (!s) return at_fail(err, AT_ERR_NOMEM, "out of memory");
     s->m = m;
+    s->pool = pool_new(threads); /* NULL for one thread, or when no helper could start */
+    s->gs.pool = s->pool;
+    s->gs.threads = pool_threads(s->pool);
+    const char *env = getenv("ATTN_TRANSLATE_SPLIT_NS");
+    s->gs.split_ns = env && *env ? atof(env) : GEMM_SPLIT_NS;
     *out = s;
     return AT_OK;
+}
+
+at_status at_session_new(const at_model *m, at_session **out, at_error *err) {
+    return at_session_new_opts(m, NULL, out, err);
+}
+
+int at_session_set_threads(at_session *s, int threads) {
+    if (!s) return 0;
+    int most = pool_threads(s->pool);
+    s->gs.threads = threads < 1 ? 1 : threads > most ? most : threads;
+    return s->gs.threads;
 }
 
 #define FREE(p) (free(p), (p) = NULL)
@@ -64,6 +86,7 @@ static void free_buffers(at_session *s) {
 
 void at_session_free(at_session *s) {
     if (!s) return;
+    pool_free(s->pool);
     free_buffers(s);
     free(s->src_ids);
     free(s->text);

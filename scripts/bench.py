@@ -108,8 +108,8 @@ prefix with bin/ct2-translator and lib/, or a build directory of
      fastest per (model, dtype, beam); the report lists them all.
   3. batch-1 latency: --latency-lines lines (8) one at a time into a long-lived process,
      timed from writing a line to reading its translation, after one untimed line (the
-     load): attn-translate `--unbuffered --threads 1` (its workers take whole batches,
-     so a second one would have nothing to do), CT2 through
+     load): attn-translate `--unbuffered --threads 1` and `--threads 2` (one batch in
+     flight: the second thread takes half the columns of each large product), CT2 through
      scripts/ct2_stream.cc (one translate_batch call per line; built once against the
      peer; ct2-translator itself writes a line's result only after reading the next
      line), intra_threads 1 and 2. --latency-rounds rounds (2) alternating between the
@@ -592,7 +592,7 @@ PROBE_LINES = 64          # threading probe: two batches of 32, one per worker a
 CT2_DTYPE = {"f32": "float32", "int8": "int8"}
 ATTN_BATCH_THREADS = (1, 2)             # attn-translate --threads at batch 32
 CT2_BATCH_THREADS = ((1, 2), (2, 1))    # CT2 (inter_threads, intra_threads) at batch 32
-ATTN_LATENCY_THREADS = (1,)             # one line in flight: --threads 2 would idle
+ATTN_LATENCY_THREADS = (1, 2)           # one line in flight: 2 splits each product
 CT2_LATENCY_THREADS = ((1, 1), (1, 2))
 TIE_NATS = 1e-3           # an f32 difference is a float tie when CT2's own log-probs of
                           # the two choices differ by less than this

@@ -29,6 +29,27 @@ for bs in 7 32 64; do
         check "batch $bs threads $t equals line by line" 'cmp -s "$tmp/b" "$tmp/one"'
     done
 done
+# one batch in flight (--unbuffered, or a single line): the session's threads split
+# every product (ATTN_TRANSLATE_SPLIT_NS=0: even the tiny model's), bit for bit the same
+for m in A A8 C; do
+    for k in 1 4; do
+        "$BIN" -m tests/fixtures/tiny/$m -q --beam $k --threads 1 < "$tmp/in3" > "$tmp/ref" 2> /dev/null
+        for t in 1 2 3; do
+            ATTN_TRANSLATE_SPLIT_NS=0 "$BIN" -m tests/fixtures/tiny/$m -q --beam $k --unbuffered \
+                --threads $t < "$tmp/in3" > "$tmp/b" 2> /dev/null
+            check "model $m beam $k --unbuffered --threads $t (split products) equals one thread" \
+                'cmp -s "$tmp/b" "$tmp/ref"'
+        done
+    done
+done
+for dt in f32 int8; do
+    head -3 tests/fixtures/tiny/A/inputs.txt | while IFS= read -r l; do
+        a=$(printf '%s\n' "$l" | tr_ --dtype $dt --threads 1)
+        b=$(printf '%s\n' "$l" | ATTN_TRANSLATE_SPLIT_NS=0 tr_ --dtype $dt --threads 2)
+        [ "$a" = "$b" ] || echo "$dt: $l"
+    done > "$tmp/single"
+    check "a single line on 2 threads ($dt) equals one thread" '[ ! -s "$tmp/single" ]'
+done
 tr_ --max-batch-tokens 20 < "$tmp/in3" > "$tmp/b"
 check "--max-batch-tokens 20 equals line by line" 'cmp -s "$tmp/b" "$tmp/one"'
 

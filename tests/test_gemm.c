@@ -8,19 +8,26 @@
  *   - the packed f32/f16 kernels against sgemm, and row-independent bit for bit;
  *   - int8 error against the f32 product bounded by the quantization steps;
  *   - the vectorised exp (softmax, log-sum-exp, swish) within 2 ulp of expf, and the
- *     softmax / log-sum-exp built on it against double precision. */
+ *     softmax / log-sum-exp built on it against double precision;
+ *   - the fork-join pool (lib/pool.c): every task of every job runs exactly once, with
+ *     helpers spinning, asleep, or more tasks than threads;
+ *   - products split over 2 and 3 threads bit-identical to one thread, every dtype and
+ *     kernel, on shapes whose blocks do not divide evenly. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "check.h"
 #include "testfile.h"
 #include "gemm.h"
 #include "internal.h"
 #include "model.h"
 #include "nn.h"
+#include "pool.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static float *json_floats(const cJSON *arr, int n) {
     float *v = malloc((size_t)n * sizeof *v);
@@ -70,7 +77,7 @@ static void layer_free(layer *y) {
 static gemm_scratch scratch_new(int rows, int in) {
     size_t a, b, c;
     gemm_scratch_size(rows, in, &a, &b, &c);
-    gemm_scratch s = {malloc(a), malloc(b * sizeof(float)), malloc(c * sizeof(float))};
+    gemm_scratch s = {.xq = malloc(a), .xs = malloc(b * sizeof(float)), .wide = malloc(c * sizeof(float))};
     return s;
 }
 
@@ -357,6 +364,93 @@ static void check_attend(gemm_isa best) {
     free(K), free(V);
 }
 
+/* ---- the pool and split products ------------------------------------------------ */
+
+#define POOL_CHECK_TASKS 100
+
+typedef struct pool_job {
+    int n;
+    int hits[POOL_CHECK_TASKS];
+} pool_job;
+
+static void pool_task(void *arg, int i) {
+    pool_job *j = arg;
+    j->hits[i]++; /* each task runs once per job, on one thread: no race */
+}
+
+static void check_pool(void) {
+    CHECK(pool_new(1) == NULL && pool_new(0) == NULL && pool_threads(NULL) == 1,
+          "a pool of one thread is no pool");
+    pool_job j = {0};
+    pool_run(NULL, 5, pool_task, &j);
+    CHECK(j.hits[0] == 1 && j.hits[4] == 1 && j.hits[5] == 0, "pool_run(NULL) runs each task once");
+    for (int threads = 2; threads <= 3; threads++) {
+        at_pool *p = pool_new(threads);
+        CHECK(p && pool_threads(p) == threads, "pool of %d threads", threads);
+        if (!p) continue;
+        int bad = 0, jobs = 0;
+        for (int r = 0; r < 20000; r++, jobs++) {
+            memset(&j, 0, sizeof j);
+            j.n = 1 + r % POOL_CHECK_TASKS; /* up to 100: above 64 all run on the caller */
+            if (r % 2000 == 1) { /* let the helpers fall asleep: waking them must work */
+                struct timespec ts = {0, 2000000};
+                nanosleep(&ts, NULL);
+            }
+            pool_run(p, j.n, pool_task, &j);
+            for (int i = 0; i < POOL_CHECK_TASKS; i++) bad += j.hits[i] != (i < j.n);
+        }
+        CHECK(bad == 0, "pool of %d: %d tasks not run exactly once in %d jobs", threads, bad, jobs);
+        pool_free(p);
+    }
+    pool_free(NULL);
+}
+
+static void check_split(gemm_isa best) {
+    static const int shapes[][2] = {{1, 5}, {17, 64}, {33, 130}, {100, 36}, {257, 64}, {1000, 96}};
+    static const int Ms[] = {1, 3, 13};
+    at_pool *pools[2] = {pool_new(2), pool_new(3)};
+    CHECK(pools[0] && pools[1], "pools for the split products");
+    if (!pools[0] || !pools[1]) return;
+    int cases = 0, bad = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int out = shapes[si][0], in = shapes[si][1], Mmax = 13;
+        float *W = malloc((size_t)out * in * sizeof *W), *b = malloc((size_t)out * sizeof *b);
+        float *x = malloc((size_t)Mmax * in * sizeof *x);
+        float *ref = malloc((size_t)Mmax * out * sizeof *ref), *y = malloc((size_t)Mmax * out * sizeof *y);
+        for (size_t i = 0; i < (size_t)out * in; i++) W[i] = frand() * 0.3f;
+        for (int i = 0; i < out; i++) b[i] = frand();
+        for (size_t i = 0; i < (size_t)Mmax * in; i++) x[i] = frand() * 2.0f;
+        layer ly;
+        layer_init(&ly, W, b, out, in, best);
+        gemm_scratch ws = scratch_new(Mmax, in);
+        for (int isa = GEMM_SCALAR; isa <= (int)best; isa++)
+            for (int wt = AT_W_F32; wt <= AT_W_INT8; wt++) {
+                at_model m = shell((at_wtype)wt, (gemm_isa)isa);
+                for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+                    int M = Ms[mi];
+                    ws.pool = NULL, ws.threads = 1, ws.split_ns = 0;
+                    gemm_linear(&m, &ly.L, x, M, ref, &ws);
+                    for (int pi = 0; pi < 2; pi++) {
+                        ws.pool = pools[pi], ws.threads = pool_threads(pools[pi]);
+                        memset(y, 0xff, (size_t)M * out * sizeof *y);
+                        gemm_linear(&m, &ly.L, x, M, y, &ws);
+                        cases++;
+                        if (memcmp(y, ref, (size_t)M * out * sizeof *y)) {
+                            bad++;
+                            fprintf(stderr, "split %s wt %d %dx%dx%d over %d threads differs\n",
+                                    gemm_isa_name((gemm_isa)isa), wt, M, out, in, ws.threads);
+                        }
+                    }
+                }
+            }
+        scratch_free(&ws);
+        layer_free(&ly);
+        free(W), free(b), free(x), free(ref), free(y);
+    }
+    CHECK(bad == 0, "%d of %d split products differ from one thread's", bad, cases);
+    pool_free(pools[0]), pool_free(pools[1]);
+}
+
 int main(void) {
     gemm_isa best = gemm_detect_isa();
     printf("test_gemm: kernels up to %s\n", gemm_isa_name(best));
@@ -364,5 +458,7 @@ int main(void) {
     check_kernels(best);
     check_exp(best);
     check_attend(best);
+    check_pool();
+    check_split(best);
     return check_report("test_gemm");
 }
