@@ -50,10 +50,12 @@ AVX2_TARGET static float rowmax_avx2(const float *x, int n) {
     return mx;
 }
 
-/* x[i] = exp(x[i] - mx); returns the sum (float lanes, then double) */
-AVX2_TARGET static double exp_sub_avx2(float *x, int n, float mx, int store) {
-    __m256 acc = _mm256_setzero_ps(), m = _mm256_set1_ps(mx);
-    int i = 0;
+/* x[i] = exp(x[i] - mx) from i on, the sums going on in `acc`'s 8 float lanes (lane k
+ * adds the elements k mod 8 in order); returns the total (the lanes in order, then the
+ * tail, in double) */
+AVX2_TARGET static inline __attribute__((always_inline)) double
+exp_sub_from_avx2(float *x, int i, int n, float mx, int store, __m256 acc) {
+    __m256 m = _mm256_set1_ps(mx);
     for (; i + 8 <= n; i += 8) {
         __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
         if (store) _mm256_storeu_ps(x + i, e);
@@ -74,6 +76,57 @@ AVX2_TARGET static double exp_sub_avx2(float *x, int n, float mx, int store) {
         }
     }
     return sum;
+}
+
+/* x[i] = exp(x[i] - mx); returns the sum (float lanes, then double) */
+AVX2_TARGET static double exp_sub_avx2(float *x, int n, float mx, int store) {
+    return exp_sub_from_avx2(x, 0, n, mx, store, _mm256_setzero_ps());
+}
+
+/* The same with AVX-512: 16 exponentials at a time by the same operations (each lane
+ * is exp8's), added to the 8 lanes as two halves in order, so every sum and every
+ * stored value is exp_sub_avx2's, bit for bit. */
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
+AVX512_TARGET static inline __attribute__((always_inline)) __m512 exp16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.3365478515625f), hi = _mm512_set1_ps(88.3762626647949f);
+    __mmask16 zero = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_max_ps(_mm512_min_ps(x, hi), lo);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+    return _mm512_maskz_mov_ps((__mmask16)~zero, y);
+}
+
+AVX512_TARGET static double exp_sub_avx512(float *x, int n, float mx, int store) {
+    __m256 acc = _mm256_setzero_ps();
+    __m512 m = _mm512_set1_ps(mx);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+        if (store) _mm512_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
+        acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+    }
+    return exp_sub_from_avx2(x, i, n, mx, store, acc);
+}
+
+AVX512_TARGET static float rowmax_avx512(const float *x, int n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(m);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
 }
 
 AVX2_TARGET static void swish_avx2(float *x, size_t n) {
@@ -355,6 +408,12 @@ void nn_activate(float *x, size_t n, at_activation act, int isa) {
 
 void nn_softmax(float *x, int n, int isa) {
 #if NN_X86
+    if (isa >= GEMM_AVX512) {
+        float mx = rowmax_avx512(x, n);
+        float inv = (float)(1.0 / exp_sub_avx512(x, n, mx, 1));
+        for (int i = 0; i < n; i++) x[i] *= inv;
+        return;
+    }
     if (isa >= GEMM_AVX2) {
         float mx = rowmax_avx2(x, n);
         float inv = (float)(1.0 / exp_sub_avx2(x, n, mx, 1));
@@ -376,6 +435,10 @@ void nn_softmax(float *x, int n, int isa) {
 
 double nn_logsumexp(const float *x, int n, int isa) {
 #if NN_X86
+    if (isa >= GEMM_AVX512) {
+        float mx = rowmax_avx512(x, n);
+        return (double)mx + log(exp_sub_avx512((float *)x, n, mx, 0));
+    }
     if (isa >= GEMM_AVX2) {
         float mx = rowmax_avx2(x, n);
         return (double)mx + log(exp_sub_avx2((float *)x, n, mx, 0)); /* store = 0: read only */

@@ -8,7 +8,8 @@
  *   - the packed f32/f16 kernels against sgemm, and row-independent bit for bit;
  *   - int8 error against the f32 product bounded by the quantization steps;
  *   - the vectorised exp (softmax, log-sum-exp, swish) within 2 ulp of expf, and the
- *     softmax / log-sum-exp built on it against double precision;
+ *     softmax / log-sum-exp built on it against double precision; the AVX-512 ones bit
+ *     for bit the AVX2 ones;
  *   - the fork-join pool (lib/pool.c): every task of every job runs exactly once, with
  *     helpers spinning, asleep, or more tasks than threads;
  *   - products split over 2 and 3 threads bit-identical to one thread, every dtype and
@@ -321,6 +322,23 @@ static void check_exp(gemm_isa best) {
               gemm_isa_name((gemm_isa)isa), err, total);
         free(row), free(sm);
     }
+    if (best < GEMM_AVX512) return;
+    /* the AVX-512 softmax and log-sum-exp: the AVX2 ones' bits, on every length's tail */
+    int bad = 0, cases = 0;
+    static const int lens[] = {1, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 100, 16000, 16001, 59514};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        int n = lens[li];
+        float *row = malloc((size_t)n * sizeof *row), *a = malloc((size_t)n * sizeof *a),
+              *b = malloc((size_t)n * sizeof *b);
+        for (int i = 0; i < n; i++) row[i] = i % 97 == 5 ? -INFINITY : frand() * 30.0f;
+        double l2 = nn_logsumexp(row, n, GEMM_AVX2), l5 = nn_logsumexp(row, n, GEMM_AVX512);
+        memcpy(a, row, (size_t)n * sizeof *a), memcpy(b, row, (size_t)n * sizeof *b);
+        nn_softmax(a, n, GEMM_AVX2), nn_softmax(b, n, GEMM_AVX512);
+        bad += memcmp(&l2, &l5, sizeof l2) != 0 || memcmp(a, b, (size_t)n * sizeof *a) != 0;
+        cases++;
+        free(row), free(a), free(b);
+    }
+    CHECK(bad == 0, "AVX-512 softmax / log-sum-exp differ from AVX2's on %d of %d lengths", bad, cases);
 }
 
 /* nn_attend against float64 arithmetic: every ISA, head sizes on and off the 8-float fast
