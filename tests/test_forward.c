@@ -4,7 +4,10 @@
  *   - every encoder and decoder layer's output and the logits, max abs error <= 1e-4;
  *   - greedy, beam-4 and beam-3 (length penalty 0.6) token ids identical, texts
  *     identical, scores within 1e-4;
- *   - cross-attention rows sum to 1 and follow the returned hypothesis. */
+ *   - cross-attention rows sum to 1 and follow the returned hypothesis;
+ *   - a session of 3 threads splitting every product gives the same ids and scores, bit
+ *     for bit, in f32, f16 and int8; the session options' limits. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "attn_translate.h"
 #include "check.h"
 #include "testfile.h"
@@ -335,6 +338,70 @@ static void check_batch_invariant(at_model *m, const char *dir, const char *name
     for (int i = 0; i < n; i++) free(texts[i]);
 }
 
+/* A session with 3 threads that splits every product (ATTN_TRANSLATE_SPLIT_NS=0, read when
+ * the session is made) gives the one-thread session's results bit for bit; and the
+ * options' limits. */
+static void check_split_session(at_model *m, const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/inputs.txt", dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot read %s", path);
+    if (!f) return;
+    char *texts[16];
+    size_t lens[16];
+    int n = 0;
+    char buf[8192];
+    while (n < 16 && fgets(buf, sizeof buf, f)) {
+        size_t len = strcspn(buf, "\n");
+        buf[len] = 0;
+        texts[n] = malloc(len + 1);
+        if (!texts[n]) break;
+        memcpy(texts[n], buf, len + 1), lens[n] = len, n++;
+    }
+    fclose(f);
+    at_session *one = NULL, *split = NULL;
+    at_error err = {0};
+    at_session_new(m, &one, &err);
+    setenv("ATTN_TRANSLATE_SPLIT_NS", "0", 1);
+    CHECK(at_session_new_opts(m, &(at_session_options){3}, &split, &err) == AT_OK, "%s: 3 threads: %s",
+          name, err.message);
+    unsetenv("ATTN_TRANSLATE_SPLIT_NS");
+    CHECK(at_session_set_threads(split, 3) == 3, "%s: a session of 3 threads uses 3", name);
+    for (int beam = 1; split && beam <= 4; beam += 3) {
+        at_options o = at_default_options(m);
+        o.beam_size = beam, o.n_best = beam;
+        at_result ra[16], rb[16];
+        at_status sa[16], sb[16];
+        if (at_translate_batch(one, n, (const char *const *)texts, lens, &o, ra, sa, NULL, &err) ||
+            at_translate_batch(split, n, (const char *const *)texts, lens, &o, rb, sb, NULL, &err)) {
+            CHECK(0, "%s beam %d: %s", name, beam, err.message);
+            continue;
+        }
+        int same = 1;
+        for (int i = 0; i < n; i++) {
+            same = same && sa[i] == sb[i] && (sa[i] != AT_OK || ra[i].n_hyps == rb[i].n_hyps);
+            for (int h = 0; same && sa[i] == AT_OK && h < ra[i].n_hyps; h++)
+                same = ra[i].hyps[h].n_ids == rb[i].hyps[h].n_ids &&
+                       !memcmp(ra[i].hyps[h].ids, rb[i].hyps[h].ids,
+                               (size_t)ra[i].hyps[h].n_ids * sizeof *ra[i].hyps[h].ids) &&
+                       ra[i].hyps[h].score == rb[i].hyps[h].score &&
+                       ra[i].hyps[h].logprob == rb[i].hyps[h].logprob;
+        }
+        CHECK(same, "%s beam %d: every product split over 3 threads differs from one thread", name,
+              beam);
+    }
+    at_session *bad = NULL;
+    CHECK(at_session_new_opts(m, &(at_session_options){AT_SESSION_THREADS_MAX + 1}, &bad, &err) ==
+                  AT_ERR_ARG && bad == NULL,
+          "%s: more than AT_SESSION_THREADS_MAX threads is refused", name);
+    CHECK(at_session_set_threads(split, 0) == 1 && at_session_set_threads(split, 99) == 3 &&
+              at_session_set_threads(one, 2) == 1 && at_session_set_threads(NULL, 2) == 0,
+          "%s: at_session_set_threads clamps to [1, the session's threads]", name);
+    at_session_free(one);
+    at_session_free(split);
+    for (int i = 0; i < n; i++) free(texts[i]);
+}
+
 int main(int argc, char **argv) {
     /* AP, BP, CP: the same models stored packed16 (format version 2), same goldens */
     const char *dirs[] = {"tests/fixtures/tiny/A",  "tests/fixtures/tiny/B",  "tests/fixtures/tiny/C",
@@ -352,6 +419,7 @@ int main(int argc, char **argv) {
         check_translations(m, dir, name, "translations.json", &EXACT);
         check_batch(m, dir, name, "translations.json", 7, &EXACT);
         check_batch(m, dir, name, "translations.json", 32, &EXACT);
+        check_split_session(m, dir, name);
         at_model_free(m);
         /* --dtype f16 / int8 against the reference's --weights f16 / int8 */
         static const struct { at_dtype dt; const char *file; } q[] = {
@@ -367,6 +435,7 @@ int main(int argc, char **argv) {
             check_batch(m, dir, label, q[k].file, 7, tol);
             check_batch(m, dir, label, q[k].file, 32, tol);
             if (q[k].dt == AT_DTYPE_INT8) check_batch_invariant(m, dir, label);
+            check_split_session(m, dir, label);
             at_model_free(m);
         }
     }
