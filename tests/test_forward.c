@@ -283,20 +283,17 @@ static void check_batch(at_model *m, const char *dir, const char *name, const ch
     cJSON_Delete(root);
 }
 
-/* int8 sums are exact integers and activations are quantized per row, so a line's
- * translation must not depend on its batch at all: ids, texts and scores identical
- * bit for bit between one-at-a-time and batches of 7. */
-static void check_batch_invariant(at_model *m, const char *dir, const char *name) {
+/* Reads up to cap lines of DIR/inputs.txt into texts (malloc'd, caller frees) and lens;
+ * returns the count (0 when unreadable, after a failed check). */
+static int read_inputs(const char *dir, char **texts, size_t *lens, int cap) {
     char path[512];
     snprintf(path, sizeof path, "%s/inputs.txt", dir);
     FILE *f = fopen(path, "r");
     CHECK(f != NULL, "cannot read %s", path);
-    if (!f) return;
-    char *texts[64];
-    size_t lens[64];
+    if (!f) return 0;
     int n = 0;
     char buf[8192];
-    while (n < 64 && fgets(buf, sizeof buf, f)) {
+    while (n < cap && fgets(buf, sizeof buf, f)) {
         size_t len = strcspn(buf, "\n");
         buf[len] = 0;
         texts[n] = malloc(len + 1);
@@ -304,6 +301,29 @@ static void check_batch_invariant(at_model *m, const char *dir, const char *name
         memcpy(texts[n], buf, len + 1), lens[n] = len, n++;
     }
     fclose(f);
+    return n;
+}
+
+/* Same status and, when OK, the same hypotheses bit for bit: ids, score, log-prob. */
+static int same_result(at_status sa, const at_result *a, at_status sb, const at_result *b) {
+    if (sa != sb) return 0;
+    if (sa != AT_OK) return 1;
+    if (a->n_hyps != b->n_hyps) return 0;
+    for (int h = 0; h < a->n_hyps; h++)
+        if (a->hyps[h].n_ids != b->hyps[h].n_ids ||
+            memcmp(a->hyps[h].ids, b->hyps[h].ids, (size_t)a->hyps[h].n_ids * sizeof *a->hyps[h].ids) ||
+            a->hyps[h].score != b->hyps[h].score || a->hyps[h].logprob != b->hyps[h].logprob)
+            return 0;
+    return 1;
+}
+
+/* int8 sums are exact integers and activations are quantized per row, so a line's
+ * translation must not depend on its batch at all: ids, texts and scores identical
+ * bit for bit between one-at-a-time and batches of 7. */
+static void check_batch_invariant(at_model *m, const char *dir, const char *name) {
+    char *texts[64];
+    size_t lens[64];
+    int n = read_inputs(dir, texts, lens, 64);
     at_session *one = NULL, *many = NULL;
     at_error err = {0};
     at_session_new(m, &one, &err);
@@ -321,13 +341,7 @@ static void check_batch_invariant(at_model *m, const char *dir, const char *name
             for (int i = 0; i < k; i++) {
                 at_result r1;
                 at_status st = at_translate(one, texts[start + i], lens[start + i], &o, &r1, &err);
-                int ok = st == sts[i] && (st != AT_OK || r1.n_hyps == res[i].n_hyps);
-                for (int h = 0; ok && st == AT_OK && h < r1.n_hyps; h++)
-                    ok = r1.hyps[h].n_ids == res[i].hyps[h].n_ids &&
-                         !memcmp(r1.hyps[h].ids, res[i].hyps[h].ids,
-                                 (size_t)r1.hyps[h].n_ids * sizeof *r1.hyps[h].ids) &&
-                         r1.hyps[h].score == res[i].hyps[h].score &&
-                         r1.hyps[h].logprob == res[i].hyps[h].logprob;
+                int ok = same_result(st, &r1, sts[i], &res[i]);
                 CHECK(ok, "%s beam %d: line %d alone differs from its batch of 7", name, beam,
                       start + i);
             }
@@ -342,23 +356,9 @@ static void check_batch_invariant(at_model *m, const char *dir, const char *name
  * the session is made) gives the one-thread session's results bit for bit; and the
  * options' limits. */
 static void check_split_session(at_model *m, const char *dir, const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/inputs.txt", dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL, "cannot read %s", path);
-    if (!f) return;
     char *texts[16];
     size_t lens[16];
-    int n = 0;
-    char buf[8192];
-    while (n < 16 && fgets(buf, sizeof buf, f)) {
-        size_t len = strcspn(buf, "\n");
-        buf[len] = 0;
-        texts[n] = malloc(len + 1);
-        if (!texts[n]) break;
-        memcpy(texts[n], buf, len + 1), lens[n] = len, n++;
-    }
-    fclose(f);
+    int n = read_inputs(dir, texts, lens, 16);
     at_session *one = NULL, *split = NULL;
     at_error err = {0};
     at_session_new(m, &one, &err);
@@ -378,15 +378,7 @@ static void check_split_session(at_model *m, const char *dir, const char *name) 
             continue;
         }
         int same = 1;
-        for (int i = 0; i < n; i++) {
-            same = same && sa[i] == sb[i] && (sa[i] != AT_OK || ra[i].n_hyps == rb[i].n_hyps);
-            for (int h = 0; same && sa[i] == AT_OK && h < ra[i].n_hyps; h++)
-                same = ra[i].hyps[h].n_ids == rb[i].hyps[h].n_ids &&
-                       !memcmp(ra[i].hyps[h].ids, rb[i].hyps[h].ids,
-                               (size_t)ra[i].hyps[h].n_ids * sizeof *ra[i].hyps[h].ids) &&
-                       ra[i].hyps[h].score == rb[i].hyps[h].score &&
-                       ra[i].hyps[h].logprob == rb[i].hyps[h].logprob;
-        }
+        for (int i = 0; i < n; i++) same = same && same_result(sa[i], &ra[i], sb[i], &rb[i]);
         CHECK(same, "%s beam %d: every product split over 3 threads differs from one thread", name,
               beam);
     }
