@@ -122,6 +122,13 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
 #define Q8_PREFETCH 1024 /* bytes ahead in each 16-row weight block */
 #endif
 
+/* acc += x (unsigned bytes) · w (signed bytes), in fours: the instruction of
+ * _mm512_dpbusd_epi32, as inline assembly. With the intrinsic, GCC 12 copied every
+ * accumulator of a 4x4 tile out of its register and back at each step (33 moves and a
+ * spill for 16 vpdpbusd); the kernel ran at 250 GMAC/s on one Zen 5 core, and at 340
+ * with this (the core's vpdpbusd peak measured 630). The bits are the same. */
+#define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "vm"(w))
+
 /* One tile: MR activation rows × NR blocks of 16 outputs, over all of in4. */
 #define VNNI_TILE(MR, NR)                                                                       \
     AVX512_TARGET static void vnni_tile_##MR##_##NR(const uint8_t *x, int in4, const int8_t *w, \
@@ -142,7 +149,7 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
                 memcpy(&x4, x + (size_t)i * in4 + 4 * k4, 4);                                   \
                 __m512i xb = _mm512_set1_epi32(x4);                                             \
                 UNROLL for (int j = 0; j < NR; j++)                                             \
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, wv[j]);                      \
+                    DPBUSD(acc[i][j], xb, wv[j]);                                               \
             }                                                                                   \
         }                                                                                       \
     }
