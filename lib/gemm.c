@@ -154,6 +154,8 @@ static void q8_scalar(const int8_t *xq, const float *xs, int M, const at_lin *L,
         }                                                                                       \
     }
 VNNI_TILE(4, 4)
+VNNI_TILE(3, 4)
+VNNI_TILE(2, 4)
 VNNI_TILE(1, 4)
 VNNI_TILE(4, 1)
 VNNI_TILE(1, 1)
@@ -203,7 +205,8 @@ AVX512_TARGET static void quantize_rows_avx512(const float *x, int M, int in, ui
     }
 }
 
-/* Output blocks [nb0, NB) of 16 (q8_avx2 alike). */
+/* Output blocks [nb0, NB) of 16 (q8_avx2 alike): 4 rows x 64 outputs at a time, and
+ * the last 1-3 rows together (a batch whose sentences are ending has few rows). */
 AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, const at_lin *L,
                                     float *y, int nb0, int NB) {
     int in4 = gemm_pad4(L->in);
@@ -212,7 +215,9 @@ AVX512_TARGET static void q8_avx512(const uint8_t *xq, const float *xs, int M, c
         if (nb + 4 <= NB) {
             int m = 0;
             for (; m + 4 <= M; m += 4) VNNI_RUN(4, 4);
-            for (; m < M; m++) VNNI_RUN(1, 4);
+            if (M - m == 3) VNNI_RUN(3, 4);
+            else if (M - m == 2) VNNI_RUN(2, 4);
+            else if (M - m == 1) VNNI_RUN(1, 4);
             nb += 4;
         } else {
             int m = 0;
