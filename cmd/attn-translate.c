@@ -39,6 +39,11 @@ enum on_error { ON_ERROR_COPY, ON_ERROR_SKIP, ON_ERROR_FAIL };
 enum attn_format { ATTN_NONE, ATTN_TEXT, ATTN_JSON, ATTN_SVG };
 
 extern void openblas_set_num_threads(int);
+/* OpenBLAS's pthread build starts a server thread per core as it loads, and each spins
+ * (sched_yield) for about a tenth of a second before it sleeps, taking a core from the
+ * model load. Every BLAS call here runs on the calling thread, so they are stopped
+ * first thing. Weak: OpenBLAS's serial and OpenMP builds have no such function. */
+extern void blas_thread_shutdown_(void) __attribute__((weak));
 
 static const char *usage_text =
     "Usage: attn-translate [OPTIONS] [FILE...] < input.en > output.fr\n"
@@ -548,8 +553,10 @@ static void run_batches(ctx *x, int id) {
     at_error *errs = malloc(1024 * sizeof *errs);
     if (!errs) return;
     for (;;) {
-        int b = atomic_fetch_add(&ck->next_batch, 1);
-        if (b >= ck->n_batches || interrupted) break;
+        /* longest batches first (batches are in order of length): the last ones taken
+         * are short, so the workers finish the chunk close together */
+        int b = ck->n_batches - 1 - atomic_fetch_add(&ck->next_batch, 1);
+        if (b < 0 || interrupted) break;
         int k0 = ck->batch_start[b], k1 = ck->batch_start[b + 1], n = 0;
         int idx[1024];
         for (int k = k0; k < k1; k++) {
@@ -1110,6 +1117,8 @@ int main(int argc, char **argv) {
     cli c = {.beam = -1, .n_best = 1, .threads = 0, .progress = -1, .split = 1, .max_input = -1,
              .batch_size = 32, .max_batch_tokens = 4096, .max_line_bytes = 100000, .factor = 2.0f,
              .extra = 10, .attn_layer = -1, .attn_head = ATTN_HEAD_MEAN};
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
     parse_args(argc, argv, &c);
     int interactive_in = c.n_inputs == 0 && isatty(STDIN_FILENO);
     if (interactive_in) c.unbuffered = 1;
@@ -1120,7 +1129,6 @@ int main(int argc, char **argv) {
         c.load_threads = c.threads ? c.threads : cores;
         if (c.threads == 0) c.threads = cores;
     }
-    openblas_set_num_threads(1);
 
     mode_t mask = umask(0);
     umask(mask);
