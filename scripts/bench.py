@@ -129,7 +129,14 @@ prefix with bin/ct2-translator and lib/, or a build directory of
     the first difference, for beam the two outputs' scores. Both engines run the same
     beam search (the best 2K candidates, eos only from the top K, K finished hypotheses
     end a sentence, log-prob / (pieces + eos)^lp: CT2's finished hypotheses keep eos
-    until they are ranked), so a beam difference that is no tie is a bug.
+    until they are ranked), so a beam difference that is no tie is a bug, with one
+    exception, a "length cap" difference: at the last step allowed (the --peer-cap),
+    CT2 finishes every live hypothesis and ranks them with those that end in eos there,
+    while attn-translate, like transformers with early_stopping=True, stops as soon as
+    K hypotheses have ended in eos and adds the cut ones only when fewer have. The two
+    differ exactly when eos completes the K finished at that last step and CT2 then
+    prefers a cut hypothesis: CT2's output is peer-cap pieces long without eos, and
+    better by its own log-probs.
   - int8: the count of identical lines only (the two quantize differently), and for
     each engine how many of its int8 outputs equal its own f32 ones.
   - every engine's rounds give the same outputs ("runs differ" otherwise).
@@ -945,9 +952,11 @@ def first_diff(a, b):
 def explain_f32(peer, m, beam, idx, mine, theirs):
     """Why f32 outputs differ on lines idx (mine: attn-translate's pieces, theirs: CT2's),
     by CT2's own log-probs (ct2_score). Per line a dict with kind 'tie' when the gap is
-    under TIE_NATS, else 'unexplained'. The gap: greedy, the two choices' log-probs at
-    the first differing piece; beam, the two outputs' scores as both engines rank
-    finished hypotheses (log-prob / (pieces + eos)^lp)."""
+    under TIE_NATS, 'length cap' for the beam difference at the last step the module
+    docstring describes (CT2's output cut at m.steps pieces and better by the gap),
+    else 'unexplained'. The gap: greedy, the two choices' log-probs at the first
+    differing piece; beam, the two outputs' scores as both engines rank finished
+    hypotheses (log-prob / (pieces + eos)^lp)."""
     srcs = [m.src[i] for i in idx]
     sa = ct2_score(peer, m, srcs, [mine[i] for i in idx])
     sc = ct2_score(peer, m, srcs, [theirs[i] for i in idx])
@@ -961,7 +970,10 @@ def explain_f32(peer, m, beam, idx, mine, theirs):
         else:
             na, nc = m.steps_of(a), m.steps_of(c)
             gap = sum(sc[j][:nc]) / nc ** lp - sum(sa[j][:na]) / na ** lp
-        out.append(dict(line=i + 1, kind="tie" if abs(gap) < TIE_NATS else "unexplained",
+        kind = ("tie" if abs(gap) < TIE_NATS else
+                "length cap" if beam > 1 and not m.fixed and len(c) >= m.steps and gap > 0
+                else "unexplained")
+        out.append(dict(line=i + 1, kind=kind,
                         first_diff=p, ct2_gap_nats=gap, attn=m.detok(a), ct2=m.detok(c)))
     return out
 

@@ -93,6 +93,27 @@ try:
                              "Selected compute type: int8_float32")
     check("CT2 log line", lm and lm.group(1) == "info" and "int8_float32" in lm.group(2))
     check("ratio format", (bench._x(3.0, 2.0), bench._x(None, 2.0)) == ("1.50×", "–"))
+
+    # ---- explain_f32's kinds, by CT2 log-probs given per piece (ct2_score stubbed):
+    # m.steps = 30, lp 1 on the tiny model
+    lp_of = {}
+
+    def fake_score(peer, model, srcs, outs):
+        return [[lp_of[tuple(o)]] * model.steps_of(o) for o in outs]
+    real_score, bench.ct2_score = bench.ct2_score, fake_score
+    try:
+        mine, cut, short = ["a"] * 12, ["b"] * 30, ["c"] * 12
+        lp_of.update({tuple(mine): -0.50, tuple(cut): -0.40, tuple(short): -0.5000002})
+        m.src = [["x", m.eos]] * 3
+        kinds = [x["kind"] for x in bench.explain_f32(None, m, 4, [0, 1, 2],
+                                                      [mine, mine, cut], [short, cut, mine])]
+        check("explain_f32: tie, length cap, unexplained", kinds ==
+              ["tie", "length cap", "unexplained"], kinds)
+        kinds = [x["kind"] for x in bench.explain_f32(None, m, 1, [1], [mine, mine], [cut, cut])]
+        check("explain_f32: greedy has no length cap", kinds == ["unexplained"], kinds)
+    finally:
+        bench.ct2_score = real_score
+        m.src = m.pieces(pool)
     # ---- the whole side by side against the stand-in
     prefix = os.path.join(tmp, "fake-ct2")
     os.makedirs(os.path.join(prefix, "bin"))
