@@ -6,7 +6,7 @@ same inputs and, with --peer, CTranslate2 side by side. Not a test: it prints nu
     bench.py [--lines N] [--quick | --full] [--model DIR] [--shipped DIR] [--json OUT]
              [--no-reference] [--vocab opus|tiny] [--dtypes f32,f16,int8]
              [--peer [LABEL=]DIR ...] [--peer-only] [--peer-budget MIN] [--reps 3]
-             [--probe-lines 64] [--latency-lines 8] [--latency-rounds 2] [--startup-reps 5]
+             [--probe-lines 128] [--latency-lines 8] [--latency-rounds 2] [--startup-reps 5]
              [--peer-length 23] [--peer-cap 64] [--peer-allow-ties] [--at2ct2 PATH]
 
     make bench PEER_CT2=DIR [PEER_CT2_OPENBLAS=DIR2] [PEERS="LABEL=DIR ..."] BENCH_ARGS=...
@@ -102,7 +102,9 @@ prefix with bin/ct2-translator and lib/, or a build directory of
      inter_threads 1, intra_threads min(4, cores)), --startup-reps runs (5) alternating,
      median; peak RSS (/usr/bin/time %M).
   2. threading probe, batch 32: every configuration once on the first --probe-lines
-     lines (64: two batches, one per worker at 2 threads):
+     lines (128: four batches, two per worker at 2 threads; with 64, one batch per
+     worker, the longer batch alone set the time, and attn-translate's probe once chose
+     1 thread where 2 were 1.6x faster on the main run):
      attn-translate --threads 1 and 2; CT2 inter_threads x intra_threads 1x2 and 2x1,
      with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = intra_threads. Each engine keeps its
      fastest per (model, dtype, beam); the report lists them all.
@@ -595,7 +597,7 @@ AT2CT2 = os.path.join(SHARED, "peers", "ctranslate2", "at2ct2.py")
 CT2_STREAM_SRC = os.path.join(HERE, "ct2_stream.cc")
 SBS_POOL = 500            # newstest2013 lines the side by side draws from (issue 15: 500)
 SBS_STEP = 64             # the main phase translates a multiple of this many lines
-PROBE_LINES = 64          # threading probe: two batches of 32, one per worker at 2 threads
+PROBE_LINES = 128         # threading probe: four batches of 32, two per worker at 2 threads
 CT2_DTYPE = {"f32": "float32", "int8": "int8"}
 ATTN_BATCH_THREADS = (1, 2)             # attn-translate --threads at batch 32
 CT2_BATCH_THREADS = ((1, 2), (2, 1))    # CT2 (inter_threads, intra_threads) at batch 32
