@@ -13,6 +13,12 @@
 #include "gemm.h"
 #include "model.h"
 
+/* The feed-forward block runs this many rows at a time (fc1, activation, fc2): the
+ * hidden activations (512 KB at F = 1024) stay in the core's cache between the three,
+ * and the buffer is that small however many rows a batch has. A row's result does not
+ * depend on the count. */
+#define SESSION_FFN_ROWS 128
+
 /* Optional hook for tests: called with each layer's output. */
 typedef void (*at_trace_fn)(void *ctx, const char *what, int layer, const float *x, int rows,
                             int cols);

@@ -65,11 +65,16 @@ static void scale_rows(float *x, size_t n, float a) {
     for (size_t i = 0; i < n; i++) x[i] *= a;
 }
 
+/* The feed-forward block SESSION_FFN_ROWS rows at a time (session.h). */
 static void ffn(at_session *s, const at_ffn_weights *w, int n, int F) {
     const at_model *m = s->m;
-    gemm_linear(m, &w->fc1, s->x, n, s->ffn, &s->gs);
-    nn_activate(s->ffn, (size_t)n * F, m->act, m->isa);
-    gemm_linear(m, &w->fc2, s->ffn, n, s->tmp, &s->gs);
+    int d = m->cfg.d_model;
+    for (int r0 = 0; r0 < n; r0 += SESSION_FFN_ROWS) {
+        int r = n - r0 < SESSION_FFN_ROWS ? n - r0 : SESSION_FFN_ROWS;
+        gemm_linear(m, &w->fc1, s->x + (size_t)r0 * d, r, s->ffn, &s->gs);
+        nn_activate(s->ffn, (size_t)r * F, m->act, m->isa);
+        gemm_linear(m, &w->fc2, s->ffn, r, s->tmp + (size_t)r0 * d, &s->gs);
+    }
 }
 
 void tf_encode_batch(at_session *s) {

@@ -208,7 +208,8 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
     int ok = 1;
 #define ALLOC(p, n) ok = ok && ((p) = room_grow((p), (n) * sizeof *(p))) != NULL
     ALLOC(s->x, rows * d), ALLOC(s->q, rows * d), ALLOC(s->k, rows * d), ALLOC(s->v, rows * d);
-    ALLOC(s->ctx, rows * d), ALLOC(s->tmp, rows * d), ALLOC(s->ffn, rows * F);
+    ALLOC(s->ctx, rows * d), ALLOC(s->tmp, rows * d);
+    ALLOC(s->ffn, (rows < SESSION_FFN_ROWS ? rows : SESSION_FFN_ROWS) * F);
     ALLOC(s->scores, sc), ALLOC(s->enc_out, (size_t)src * d);
     size_t gq, gx, gw; /* the widest product input is F (fc2) */
     gemm_scratch_size((int)rows, (int)imax((int)F, (int)d), &gq, &gx, &gw);
