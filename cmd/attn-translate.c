@@ -1154,6 +1154,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     x.opts.n_best = c.n_best;
+    /* scores are printed only in n-best lists and attention dumps; greedy without them
+     * takes each step's argmax and skips the log-softmax over the vocabulary */
+    x.opts.no_scores = c.attn == ATTN_NONE && c.n_best == 1;
     if (c.have_lp) x.opts.length_penalty = c.length_penalty;
     x.opts.max_length_factor = c.factor;
     x.opts.max_length_extra = c.extra;

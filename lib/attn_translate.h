@@ -144,6 +144,12 @@ typedef struct at_options {
     int max_input_tokens;     /* longer inputs give AT_ERR_TOO_LONG; <= max positions */
     int attention_layer;      /* -1: no attention capture (default); otherwise the decoder
                                  layer (0-based) whose cross-attention is returned */
+    int no_scores;            /* 1 with beam_size 1: each step takes the argmax of the
+                                 logits without normalizing them (the same tokens, one
+                                 pass over the vocabulary instead of three), and the
+                                 hypothesis's score and logprob are NaN (an empty line's
+                                 stay 0: it needs no model). 0 (default): scored.
+                                 Ignored when beam_size > 1. */
 } at_options;
 
 /* Defaults from the model's generation config (beam, capped at 64; length penalty) and

@@ -446,6 +446,64 @@ void nn_softmax(float *x, int n, int isa) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+#if NN_X86
+/* the largest value, and whether a NaN was seen */
+AVX512_TARGET static float max_nan_avx512(const float *x, int n, int *nan) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 bad = 0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    float mx = _mm512_reduce_max_ps(m);
+    for (; i < n; i++) {
+        bad |= x[i] != x[i];
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    *nan = bad != 0;
+    return mx;
+}
+
+AVX2_TARGET static float max_nan_avx2(const float *x, int n, int *nan) {
+    __m256 m = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        m = _mm256_max_ps(m, v);
+    }
+    float mx = hmax8(m);
+    int b = _mm256_movemask_ps(bad);
+    for (; i < n; i++) {
+        b |= x[i] != x[i];
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    *nan = b != 0;
+    return mx;
+}
+#endif
+
+int nn_argmax(const float *x, int n, int isa) {
+    int nan = 0;
+    float mx = -INFINITY;
+#if NN_X86
+    if (isa >= GEMM_AVX512)
+        mx = max_nan_avx512(x, n, &nan);
+    else if (isa >= GEMM_AVX2)
+        mx = max_nan_avx2(x, n, &nan);
+    else
+#endif
+        for (int i = 0; i < n; i++) {
+            nan |= x[i] != x[i];
+            mx = x[i] > mx ? x[i] : mx;
+        }
+    if (nan || !isfinite(mx)) return -1;
+    /* the first x > the float just below mx is the first x == mx */
+    return nn_next_above(x, 0, n, nextafterf(mx, -INFINITY), isa);
+}
+
 double nn_logsumexp(const float *x, int n, int isa) {
 #if NN_X86
     if (isa >= GEMM_AVX512) {

@@ -21,6 +21,10 @@ void nn_attend(const float *q, const float *K, const float *V, const size_t *off
 /* The first index in [i, n) with x[index] > thr (NaN never is), or n. */
 int nn_next_above(const float *x, int i, int n, float thr, int isa);
 
+/* The first index of the largest of n >= 1 values, or -1 when one of them is NaN or the
+ * largest is not finite (the cases where the log-sum-exp is not finite either). */
+int nn_argmax(const float *x, int n, int isa);
+
 /* In-place activation over n values. */
 void nn_activate(float *x, size_t n, at_activation act, int isa);
 

@@ -256,6 +256,7 @@ at_options at_default_options(const at_model *m) {
     o.max_length_extra = 10;
     o.max_input_tokens = m ? m->cfg.max_positions : 512;
     o.attention_layer = -1;
+    o.no_scores = 0;
     return o;
 }
 
@@ -312,8 +313,19 @@ static void beam_step(at_session *s, at_sent *st, int t, const at_options *o) {
     int BK = s->cap_B * s->cap_K;
     float lp = o->length_penalty;
     int *parent = s->parent + (size_t)(t - 1) * BK + st->slot0;
-    int ncand = 0, cap = 2 * K;
-    for (int b = 0; b < st->n_live; b++) {
+    int ncand = 0, cap = 2 * K, argmax = K == 1 && o->no_scores;
+    if (argmax) { /* greedy, unscored: the argmax, total NaN */
+        float *row = s->logits + (size_t)st->row0 * V;
+        for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
+        int v = nn_argmax(row, V, m->isa);
+        if (v < 0) { /* as below: no finite log-sum-exp */
+            st->n_final = 0, st->done = 1;
+            return;
+        }
+        s->cand[0].total = NAN, s->cand[0].b = 0, s->cand[0].v = v;
+        ncand = 1;
+    }
+    for (int b = 0; !argmax && b < st->n_live; b++) {
         float *row = s->logits + (size_t)(st->row0 + b) * V;
         for (int i = 0; i < m->n_bad_ids; i++) row[m->bad_ids[i]] = -INFINITY;
         double lse = nn_logsumexp(row, V, s->m->isa);

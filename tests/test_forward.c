@@ -246,6 +246,8 @@ static void check_batch(at_model *m, const char *dir, const char *name, const ch
         o.beam_size = cJSON_GetObjectItem(set, "beam")->valueint;
         o.n_best = cJSON_GetObjectItem(set, "n_best")->valueint;
         o.length_penalty = (float)cJSON_GetObjectItem(set, "length_penalty")->valuedouble;
+        /* greedy twice: scored, and unscored (the argmax; the same tokens, NaN scores) */
+        for (o.no_scores = 0; o.no_scores <= (o.beam_size == 1); o.no_scores++)
         for (int start = 0; start < n; start += bs) {
             int k = n - start < bs ? n - start : bs;
             const char *texts[64];
@@ -274,8 +276,12 @@ static void check_batch(at_model *m, const char *dir, const char *name, const ch
                          !strcmp(res[i].hyps[h].text,
                                  cJSON_GetObjectItem(cJSON_GetArrayItem(hyps, h), "text")->valuestring);
                 }
-                CHECK(ok, "%s %s batch of %d: line %d differs from the reference", name, set->string,
-                      bs, start + i);
+                CHECK(ok, "%s %s batch of %d%s: line %d differs from the reference", name,
+                      set->string, bs, o.no_scores ? " (no scores)" : "", start + i);
+                if (o.no_scores && ok && res[i].n_src > 1) /* an empty line's stays 0 */
+                    CHECK(res[i].n_hyps == 1 && isnan(res[i].hyps[0].score) &&
+                              isnan(res[i].hyps[0].logprob),
+                          "%s batch of %d: an unscored line has a score", name, bs);
             }
         }
     }

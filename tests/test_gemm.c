@@ -341,6 +341,34 @@ static void check_exp(gemm_isa best) {
     CHECK(bad == 0, "AVX-512 softmax / log-sum-exp differ from AVX2's on %d of %d lengths", bad, cases);
 }
 
+/* nn_argmax on every ISA against a plain loop: the first index of the largest value
+ * (ties, -inf entries, a maximum in the vector body or the tail), and -1 for a NaN
+ * anywhere, a +inf maximum, or nothing but -inf. */
+static void check_argmax(gemm_isa best) {
+    static const int lens[] = {1, 7, 8, 9, 15, 16, 17, 33, 16000, 16001, 59514};
+    int bad = 0, cases = 0;
+    for (int isa = GEMM_SCALAR; isa <= (int)best; isa++)
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            int n = lens[li];
+            float *row = malloc((size_t)n * sizeof *row);
+            for (int trial = 0; trial < 6; trial++) {
+                for (int i = 0; i < n; i++) row[i] = i % 97 == 5 ? -INFINITY : frand() * 30.0f;
+                int at = (int)((unsigned)(trial * 7919 + n) % (unsigned)n);
+                row[at] = 40.0f;
+                if (trial % 2 && at + 1 < n) row[n - 1] = 40.0f; /* a tie: the first wins */
+                int want = 0;
+                for (int i = 1; i < n; i++) want = row[i] > row[want] ? i : want;
+                bad += nn_argmax(row, n, isa) != want, cases++;
+                row[(at + n / 2) % n] = trial < 2 ? NAN : trial < 4 ? INFINITY : row[at];
+                if (trial >= 4)
+                    for (int i = 0; i < n; i++) row[i] = -INFINITY;
+                bad += nn_argmax(row, n, isa) != -1, cases++;
+            }
+            free(row);
+        }
+    CHECK(bad == 0, "argmax: %d of %d cases wrong", bad, cases);
+}
+
 /* nn_attend against float64 arithmetic: every ISA, head sizes on and off the 8-float fast
  * path (and past 64 columns), key counts around the 8-key blocks, keys at a stride or at
  * scattered offsets (the decoder's cache), the weights it returns and the output. */
@@ -475,6 +503,7 @@ int main(void) {
     check_fixture(best);
     check_kernels(best);
     check_exp(best);
+    check_argmax(best);
     check_attend(best);
     check_pool();
     check_split(best);
