@@ -80,6 +80,19 @@ int at_session_set_threads(at_session *s, int threads) {
 #define ROOM_MMAP 1
 #endif
 #define ROOM_HEAD 64 /* keeps the block 64-byte aligned */
+/* ThreadSanitizer does not intercept mremap: the shadow of a range that mremap vacates
+ * keeps its old owner's accesses, and whatever is mapped there next by another thread
+ * looks like a race with them. Under TSan a block grows by a new mapping instead. */
+#if defined(__SANITIZE_THREAD__)
+#define ROOM_MREMAP 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ROOM_MREMAP 0
+#endif
+#endif
+#ifndef ROOM_MREMAP
+#define ROOM_MREMAP ROOM_MMAP
+#endif
 
 static void *room_alloc(size_t bytes) {
     if (bytes > SIZE_MAX - ROOM_HEAD) return NULL;
@@ -123,7 +136,7 @@ static void *room_grow(void *block, size_t bytes) {
     char *p = block ? (char *)block - ROOM_HEAD : NULL;
     if (p) memcpy(&had, p, sizeof had);
     if (p && had >= total) return block;
-#if ROOM_MMAP
+#if ROOM_MREMAP
     if (p) {
         char *q = mremap(p, had, total, MREMAP_MAYMOVE);
         if (q == MAP_FAILED) {
