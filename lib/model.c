@@ -896,6 +896,11 @@ static at_status load_values(at_model *m, table *t, const unsigned char *base, c
     }
     if (!s && tied_q8) /* not used by f32 / f16 compute, but checked all the same */
         s = lin_convert(&ld, &m->lm_head, tied_q8, m->lm_head.wscale, 1, err);
+    if (!s && m->cfg.tied_lm_head && m->wtype == AT_W_INT8) { /* int8 lookups: model.h */
+        at_emb *e = m->cfg.shared_embeddings ? &m->enc_embed : &m->dec_embed;
+        e->q = m->lm_head.q, e->qscale = m->lm_head.qscale;
+        if (m->cfg.shared_embeddings) m->dec_embed = m->enc_embed;
+    }
     free(window);
     free(status);
     free(errs);

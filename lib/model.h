@@ -34,10 +34,18 @@ typedef struct at_lin {
 
 /* An embedding table (V, d) as stored: f32 or IEEE half, row-major or packed16 (the
  * [V/16][d][16] layout of gemm.h, when it doubles as the tied output projection).
- * Rows are looked up with at_embed_row; the values are the f32 (widened) ones. */
+ * Rows are looked up by embed() in transformer.c: the stored values, widened to f32,
+ * or, when q is set, the int8 form of the table: element (id, j) = q · qscale[id].
+ * q is set when the model computes in int8 and the table is also the output projection
+ * (tied): its int8 form is then resident anyway, while a lookup in the stored table would
+ * bring its pages back from the file (16 rows at a time when packed16), as much memory
+ * again as the int8 weights on a large vocabulary. CTranslate2's int8 embeddings work
+ * the same way. */
 typedef struct at_emb {
     const void *p;
     int half, packed;
+    const int8_t *q;      /* packed int8 (gemm.h: [V/16][d4/4][16][4]), or NULL */
+    const float *qscale;  /* (V rounded up to 16) per-row scales of q */
 } at_emb;
 
 typedef struct at_attn_weights {

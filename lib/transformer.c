@@ -14,7 +14,8 @@ static void trace(at_session *s, const char *what, int layer, const float *x, in
 
 /* x[i] = E[ids[i]] * scale + P[pos0 + i]. E as stored (model.h): f32 or half, rows or
  * packed16 ([V/16][d][16]: element (id, j) at block id/16, j * 16 + id % 16). Half
- * values are widened exactly, so every layout gives the same floats. */
+ * values are widened exactly, so every layout gives the same floats. With E->q, the
+ * int8 form: (float)q * qscale[id], q at block id/16, (j/4) * 64 + (id % 16) * 4 + j % 4. */
 static void embed(const at_model *m, const at_emb *E, const int32_t *ids, int n, const int *pos,
                   float *x) {
     int d = m->cfg.d_model;
@@ -24,7 +25,11 @@ static void embed(const at_model *m, const at_emb *E, const int32_t *ids, int n,
         float *row = x + (size_t)i * d;
         size_t id = (size_t)ids[i], at = E->packed ? id / 16 * 16 * (size_t)d + id % 16 : id * d,
                step = E->packed ? 16 : 1;
-        if (E->half) {
+        if (E->q) {
+            const int8_t *q = E->q + id / 16 * 16 * (size_t)gemm_pad4(d) + id % 16 * 4;
+            float qs = E->qscale[id];
+            for (int j = 0; j < d; j++) row[j] = (float)q[j / 4 * 64 + j % 4] * qs * scale + p[j];
+        } else if (E->half) {
             const uint16_t *e = (const uint16_t *)E->p + at;
             for (int j = 0; j < d; j++) row[j] = at_half_to_float(e[j * step]) * scale + p[j];
         } else {

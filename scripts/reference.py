@@ -258,8 +258,22 @@ def attention(m, x, kv_src, prefix, heads, causal=False):
 
 
 def embed(m, ids, table, first_position=0):
-    """E[id] * (scale_embedding ? sqrt(d) : 1) + P[position]; ids: LongTensor [..., T]."""
+    """E[id] * (scale_embedding ? sqrt(d) : 1) + P[position]; ids: LongTensor [..., T].
+    With int8 weights, a table that is also the output projection (tied) is looked up in
+    its int8 form, E[id] = q[id] * scale[id], as the C engine does, and like the int8
+    quantizer (quantize_rows_int8) the result is computed in float32, rounded as the
+    engine rounds it. It is the input of the first int8 quantizer, which turns a last-bit
+    difference into a different q: computed in float64, the fixture's scores moved by up to
+    ~0.04 on the tiny test models."""
     cfg = m.config
+    if m.weights == "int8" and table == atmodel.embedding_names(cfg)[2]:
+        q, scale = m.lin[table]
+        x = (q[ids] * scale[ids]).to(torch.float32)
+        if cfg["scale_embedding"]:
+            x = x * torch.tensor(math.sqrt(cfg["d_model"]), dtype=torch.float32)
+        T = ids.shape[-1]
+        pos = m.positions[first_position:first_position + T].to(torch.float32)
+        return (x + pos).to(m.dtype)
     x = m.w[table][ids]
     if cfg["scale_embedding"]:
         x = x * math.sqrt(cfg["d_model"])
