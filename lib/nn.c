@@ -142,6 +142,20 @@ AVX512_TARGET static float rowmax_avx512(const float *x, int n) {
     return mx;
 }
 
+/* x / (1 + e^-x): 16 at a time, each lane computed as swish_avx2 computes it (exp16
+ * is exp8 lane for lane, and the division is exact), the rest by swish_avx2. */
+static void swish_avx2(float *x, size_t n);
+AVX512_TARGET static void swish_avx512(float *x, size_t n) {
+    size_t i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+    swish_avx2(x + i, n - i);
+}
+
 AVX2_TARGET static void swish_avx2(float *x, size_t n) {
     size_t i = 0;
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -309,9 +323,54 @@ AVX2_TARGET static void attend_avx2(const float *q, const float *K, const float 
     for (int i = 0; i < S; i++) p[i] *= inv;
     wsum_avx2(p, V, off, stride, S, n, out);
 }
+
+/* nn_attend_heads: the scores of every head for 8 keys at a time (each key row read
+ * once, whole), then per head the same softmax and weighted sum as attend_avx2. */
+AVX2_TARGET static void attend_heads_avx2(const float *q, const float *K, const float *V,
+                                          const size_t *off, int S, int n, int H, float *p,
+                                          float *out) {
+    const float *k[8], *kh[8];
+    for (int t = 0; t < S; t += 8) {
+        int m = S - t < 8 ? S - t : 8;
+        for (int i = 0; i < 8; i++) /* past the last key: key t again */
+            k[i] = K + off[(size_t)t + (size_t)(i < m ? i : 0)];
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < 8; i++) kh[i] = k[i] + (size_t)h * n;
+            __m256 d8 = dot8_avx2(q + (size_t)h * n, kh, n);
+            float *ph = p + (size_t)h * S;
+            if (m == 8) {
+                _mm256_storeu_ps(ph + t, d8);
+            } else {
+                float lane[8];
+                _mm256_storeu_ps(lane, d8);
+                for (int i = 0; i < m; i++) ph[t + i] = lane[i];
+            }
+        }
+    }
+    for (int h = 0; h < H; h++) {
+        float *ph = p + (size_t)h * S;
+        float mx = rowmax_avx2(ph, S);
+        float inv = (float)(1.0 / exp_sub_avx2(ph, S, mx, 1));
+        for (int i = 0; i < S; i++) ph[i] *= inv;
+        wsum_avx2(ph, V + (size_t)h * n, off, 0, S, n, out + (size_t)h * n);
+    }
+}
 #else
 #define NN_X86 0
 #endif
+
+void nn_attend_heads(const float *q, const float *K, const float *V, const size_t *off, int S,
+                     int n, int H, float *p, float *out, int isa) {
+#if NN_X86
+    if (isa >= GEMM_AVX2 && n % 8 == 0) {
+        attend_heads_avx2(q, K, V, off, S, n, H, p, out);
+        return;
+    }
+#endif
+    for (int h = 0; h < H; h++)
+        nn_attend(q + (size_t)h * n, K + (size_t)h * n, V + (size_t)h * n, off, 0, S, n,
+                  p + (size_t)h * S, out + (size_t)h * n, isa);
+}
 
 float nn_dot(const float *a, const float *b, int n, int isa) {
 #if NN_X86
@@ -403,6 +462,10 @@ void nn_activate(float *x, size_t n, at_activation act, int isa) {
     switch (act) {
     case AT_ACT_SWISH:
 #if NN_X86
+        if (isa >= GEMM_AVX512) {
+            swish_avx512(x, n);
+            break;
+        }
         if (isa >= GEMM_AVX2) {
             swish_avx2(x, n);
             break;

@@ -128,11 +128,8 @@ static void attend_history(at_session *s, int l, int n, int pos) {
     for (int j = 0; j < n; j++) {
         const int *hist = s->hist + (size_t)s->row_slot[j] * s->cap_T;
         for (int t = 0; t <= pos; t++) off[t] = ((size_t)t * slots + hist[t]) * d;
-        for (int h = 0; h < H; h++) {
-            size_t at = (size_t)j * d + h * hd;
-            nn_attend(s->q + at, Kc + h * hd, Vc + h * hd, off, 0, pos + 1, hd, s->scores,
-                      s->ctx + at, isa);
-        }
+        nn_attend_heads(s->q + (size_t)j * d, Kc, Vc, off, pos + 1, hd, H, s->scores,
+                        s->ctx + (size_t)j * d, isa);
     }
 }
 

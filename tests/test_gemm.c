@@ -407,7 +407,51 @@ static void check_attend(gemm_isa best) {
                           gemm_isa_name((gemm_isa)isa), n, S, scattered ? "scattered" : "strided",
                           perr, oerr);
                 }
+    /* nn_attend_heads (the decoder's self-attention): H heads side by side in each key and
+     * value row, the same bits as nn_attend head by head */
+    int bad = 0, cases = 0;
+    for (int isa = GEMM_SCALAR; isa <= (int)best; isa++)
+        for (int H = 1; H <= 3; H++)
+            for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+                for (size_t b = 0; b < sizeof Ss / sizeof *Ss; b++) {
+                    int n = ns[a], S = Ss[b];
+                    if (H * n > width) continue;
+                    float ph[3 * 77], oh[160], p1[77], o1[160];
+                    for (int t = 0; t < S; t++) off[t] = (size_t)(2 * (S - 1 - t) + 1) * width + 3;
+                    nn_attend_heads(q, K, V, off, S, n, H, ph, oh, isa);
+                    for (int h = 0; h < H; h++) {
+                        nn_attend(q + h * n, K + h * n, V + h * n, off, 0, S, n, p1, o1, isa);
+                        bad += memcmp(p1, ph + h * S, (size_t)S * sizeof *p1) != 0 ||
+                               memcmp(o1, oh + h * n, (size_t)n * sizeof *o1) != 0;
+                        cases++;
+                    }
+                }
+    CHECK(bad == 0, "attend_heads differs from attend head by head in %d of %d cases", bad, cases);
     free(K), free(V);
+}
+
+/* swish on every ISA against double precision, and the AVX-512 one bit for bit the
+ * AVX2 one, on lengths around the 8- and 16-float blocks */
+static void check_swish(gemm_isa best) {
+    static const size_t lens[] = {1, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 1024, 1031};
+    int bad = 0, diff = 0, cases = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        size_t n = lens[li];
+        float x[1031], y[3][1031];
+        for (size_t i = 0; i < n; i++) x[i] = (frand() - 0.5f) * 40.0f;
+        for (int isa = GEMM_SCALAR; isa <= (int)best; isa++) {
+            memcpy(y[isa], x, n * sizeof *x);
+            nn_activate(y[isa], n, AT_ACT_SWISH, isa);
+            for (size_t i = 0; i < n; i++) {
+                double want = x[i] / (1.0 + exp(-(double)x[i]));
+                bad += !(fabs(y[isa][i] - want) <= 4e-7 * fabs(want) + 1e-30);
+            }
+            cases++;
+        }
+        if (best >= GEMM_AVX512) diff += memcmp(y[GEMM_AVX2], y[GEMM_AVX512], n * sizeof *x) != 0;
+    }
+    CHECK(bad == 0, "swish: %d values off double precision (%d ISA x length cases)", bad, cases);
+    CHECK(diff == 0, "swish: AVX-512 differs from AVX2 on %d lengths", diff);
 }
 
 /* ---- the pool and split products ------------------------------------------------ */
@@ -505,6 +549,7 @@ int main(void) {
     check_exp(best);
     check_argmax(best);
     check_attend(best);
+    check_swish(best);
     check_pool();
     check_split(best);
     return check_report("test_gemm");
