@@ -18,14 +18,18 @@
 
 typedef enum { JS_NULL = 1, JS_FALSE, JS_TRUE, JS_NUMBER, JS_STRING, JS_ARRAY, JS_OBJECT } js_type;
 
-typedef struct js_node {
+typedef struct js_node { /* 24 bytes: a 59k-piece vocab.json has ~300k of them */
     uint32_t type;    /* js_type */
     uint32_t next;    /* index of the next sibling, 0 = none */
-    uint32_t child;   /* array / object: index of the first child, 0 = none */
-    uint32_t count;   /* array / object: number of children; string: decoded bytes */
     uint32_t key;     /* member of an object: offset of its decoded name in strings */
     uint32_t str;     /* string: offset of its decoded, NUL-terminated bytes */
-    double num;       /* number */
+    union {
+        struct {
+            uint32_t child; /* array / object: index of the first child, 0 = none */
+            uint32_t count; /* array / object: number of children; string: decoded bytes */
+        };
+        double num;   /* number (it has neither) */
+    };
 } js_node;
 
 typedef struct js_doc {
@@ -40,8 +44,10 @@ int js_parse(js_doc *doc, const char *text, size_t len, size_t *err_at);
 void js_free(js_doc *doc);
 
 static inline const js_node *js_root(const js_doc *d) { return &d->nodes[1]; }
+/* The first child of an array or object; NULL for anything else, or when it is empty. */
 static inline const js_node *js_child(const js_doc *d, const js_node *n) {
-    return n && n->child ? &d->nodes[n->child] : NULL;
+    return n && (n->type == JS_ARRAY || n->type == JS_OBJECT) && n->child ? &d->nodes[n->child]
+                                                                         : NULL;
 }
 static inline const js_node *js_next(const js_doc *d, const js_node *n) {
     return n->next ? &d->nodes[n->next] : NULL;

@@ -933,8 +933,9 @@ void at_vocab_free(at_vocab *v) {
 /* Two JSON values alike: types, member names in order, strings (every byte), numbers
  * (every bit). */
 static bool js_same(const js_doc *d, const js_node *a, const js_node *b) {
-    if (!a || !b || a->type != b->type || a->count != b->count) return false;
+    if (!a || !b || a->type != b->type) return false;
     if (a->type == JS_NUMBER) return !memcmp(&a->num, &b->num, sizeof a->num);
+    if (a->count != b->count) return false;
     if (a->type == JS_STRING) return !memcmp(js_str(d, a), js_str(d, b), a->count);
     if (a->type != JS_ARRAY && a->type != JS_OBJECT) return true;
     bool object = a->type == JS_OBJECT;
@@ -1308,9 +1309,14 @@ fail:
 /* The document parsed, then checked. Not JSON: AT_ERR_FORMAT, *not_json = 1 and
  * *err_at where parsing stopped (the caller words the message). */
 static at_status vocab_parse(const char *text, size_t len, int expected_vocab_size,
-                             at_vocab **out, int *not_json, size_t *err_at, at_error *err) {
+                             at_vocab **out, int *not_json, size_t *err_at, at_error *err,
+                             char **own) {
     js_doc d;
     int rc = js_parse(&d, text, len, err_at);
+    if (own) { /* the document holds its own copy of every string: the text goes now */
+        free(*own);
+        *own = NULL;
+    }
     *not_json = rc == -1;
     if (rc == -2) return at_fail(err, AT_ERR_NOMEM, "out of memory");
     if (rc) return AT_ERR_FORMAT;
@@ -1325,7 +1331,8 @@ at_status at_vocab_parse(const char *text, size_t len, int expected_vocab_size, 
     *out = NULL;
     size_t at = 0;
     int not_json;
-    at_status st = vocab_parse(text ? text : "", len, expected_vocab_size, out, &not_json, &at, err);
+    at_status st =
+        vocab_parse(text ? text : "", len, expected_vocab_size, out, &not_json, &at, err, NULL);
     if (not_json) return at_fail(err, AT_ERR_FORMAT, "vocab: not valid JSON (near byte %zu)", at);
     return st;
 }
@@ -1352,7 +1359,7 @@ at_status at_vocab_load(const char *path, int expected_vocab_size, at_vocab **ou
     if (st) return st;
     at_error e2 = {AT_OK, ""};
     int not_json;
-    st = vocab_parse(text, len, expected_vocab_size, out, &not_json, &at, &e2);
+    st = vocab_parse(text, len, expected_vocab_size, out, &not_json, &at, &e2, &text);
     free(text);
     if (not_json) return at_fail(err, AT_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
     if (st) return at_fail(err, st, "%s: %s", path, e2.message);
