@@ -327,13 +327,15 @@ AVX2_TARGET static void attend_avx2(const float *q, const float *K, const float 
 /* nn_attend_heads: the scores of every head for 8 keys at a time (each key row read
  * once, whole), then per head the same softmax and weighted sum as attend_avx2. */
 AVX2_TARGET static void attend_heads_avx2(const float *q, const float *K, const float *V,
-                                          const size_t *off, int S, int n, int H, float *p,
-                                          float *out) {
+                                          const size_t *off, size_t stride, int S, int n, int H,
+                                          float *p, float *out) {
     const float *k[8], *kh[8];
     for (int t = 0; t < S; t += 8) {
         int m = S - t < 8 ? S - t : 8;
-        for (int i = 0; i < 8; i++) /* past the last key: key t again */
-            k[i] = K + off[(size_t)t + (size_t)(i < m ? i : 0)];
+        for (int i = 0; i < 8; i++) { /* past the last key: key t again */
+            size_t u = (size_t)t + (size_t)(i < m ? i : 0);
+            k[i] = K + (off ? off[u] : u * stride);
+        }
         for (int h = 0; h < H; h++) {
             for (int i = 0; i < 8; i++) kh[i] = k[i] + (size_t)h * n;
             __m256 d8 = dot8_avx2(q + (size_t)h * n, kh, n);
@@ -352,23 +354,23 @@ AVX2_TARGET static void attend_heads_avx2(const float *q, const float *K, const 
         float mx = rowmax_avx2(ph, S);
         float inv = (float)(1.0 / exp_sub_avx2(ph, S, mx, 1));
         for (int i = 0; i < S; i++) ph[i] *= inv;
-        wsum_avx2(ph, V + (size_t)h * n, off, 0, S, n, out + (size_t)h * n);
+        wsum_avx2(ph, V + (size_t)h * n, off, stride, S, n, out + (size_t)h * n);
     }
 }
 #else
 #define NN_X86 0
 #endif
 
-void nn_attend_heads(const float *q, const float *K, const float *V, const size_t *off, int S,
-                     int n, int H, float *p, float *out, int isa) {
+void nn_attend_heads(const float *q, const float *K, const float *V, const size_t *off,
+                     size_t stride, int S, int n, int H, float *p, float *out, int isa) {
 #if NN_X86
     if (isa >= GEMM_AVX2 && n % 8 == 0) {
-        attend_heads_avx2(q, K, V, off, S, n, H, p, out);
+        attend_heads_avx2(q, K, V, off, stride, S, n, H, p, out);
         return;
     }
 #endif
     for (int h = 0; h < H; h++)
-        nn_attend(q + (size_t)h * n, K + (size_t)h * n, V + (size_t)h * n, off, 0, S, n,
+        nn_attend(q + (size_t)h * n, K + (size_t)h * n, V + (size_t)h * n, off, stride, S, n,
                   p + (size_t)h * S, out + (size_t)h * n, isa);
 }
 

@@ -19,11 +19,11 @@ void nn_attend(const float *q, const float *K, const float *V, const size_t *off
                int S, int n, float *p, float *out, int isa);
 
 /* nn_attend for H heads of n floats at once, with the same results bit for bit: head h
- * is q + h·n over keys K + off[t] + h·n and values V + off[t] + h·n; p gets H rows of S
- * floats, out H·n floats. Each key and value row is read whole (all heads) in one pass,
- * not once per head. */
-void nn_attend_heads(const float *q, const float *K, const float *V, const size_t *off, int S,
-                     int n, int H, float *p, float *out, int isa);
+ * is q + h·n over keys K + off[t] + h·n and values V + off[t] + h·n (off NULL: t · stride
+ * for off[t]); p gets H rows of S floats, out H·n floats. Each key row is read whole (all
+ * heads) in one pass, not once per head. */
+void nn_attend_heads(const float *q, const float *K, const float *V, const size_t *off,
+                     size_t stride, int S, int n, int H, float *p, float *out, int isa);
 
 /* The first index in [i, n) with x[index] > thr (NaN never is), or n. */
 int nn_next_above(const float *x, int i, int n, float thr, int isa);

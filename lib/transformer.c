@@ -44,13 +44,15 @@ static void embed(const at_model *m, const at_emb *E, const int32_t *ids, int n,
 static void attend_dense(const float *q, int n, const float *K, const float *Vv, int S, int d,
                          int heads, float *probs, float *ctx, float *keep, int keep_S, int isa) {
     int hd = d / heads;
-    if (n <= 8) { /* a few query rows (decoder steps): dot products, no sgemm packing */
-        for (int i = 0; i < n; i++)
-            for (int h = 0; h < heads; h++) {
-                size_t at = (size_t)i * d + h * hd;
-                nn_attend(q + at, K + h * hd, Vv + h * hd, NULL, (size_t)d, S, hd, probs, ctx + at, isa);
-                if (keep) memcpy(keep + ((size_t)i * heads + h) * keep_S, probs, (size_t)S * sizeof *probs);
-            }
+    if (n <= 8) { /* a few query rows (decoder steps): dot products, no sgemm packing;
+                     probs gets (heads, S) per row */
+        for (int i = 0; i < n; i++) {
+            nn_attend_heads(q + (size_t)i * d, K, Vv, NULL, (size_t)d, S, hd, heads, probs,
+                            ctx + (size_t)i * d, isa);
+            for (int h = 0; keep && h < heads; h++)
+                memcpy(keep + ((size_t)i * heads + h) * keep_S, probs + (size_t)h * S,
+                       (size_t)S * sizeof *probs);
+        }
         return;
     }
     for (int h = 0; h < heads; h++) {
@@ -128,7 +130,7 @@ static void attend_history(at_session *s, int l, int n, int pos) {
     for (int j = 0; j < n; j++) {
         const int *hist = s->hist + (size_t)s->row_slot[j] * s->cap_T;
         for (int t = 0; t <= pos; t++) off[t] = ((size_t)t * slots + hist[t]) * d;
-        nn_attend_heads(s->q + (size_t)j * d, Kc, Vc, off, pos + 1, hd, H, s->scores,
+        nn_attend_heads(s->q + (size_t)j * d, Kc, Vc, off, 0, pos + 1, hd, H, s->scores,
                         s->ctx + (size_t)j * d, isa);
     }
 }

@@ -217,7 +217,10 @@ at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at
     size_t F = (size_t)imax(c->encoder_ffn_dim, c->decoder_ffn_dim);
     size_t sc = (size_t)S * S;
     if ((size_t)K * S > sc) sc = (size_t)K * S;
-    if ((size_t)c->decoder_heads * T > sc) sc = (size_t)c->decoder_heads * T; /* attend_history */
+    /* the decoder's attention keeps every head's weights of a row (nn_attend_heads) */
+    if ((size_t)c->decoder_heads * T > sc) sc = (size_t)c->decoder_heads * T;
+    if ((size_t)c->decoder_heads * S > sc) sc = (size_t)c->decoder_heads * S;
+    if ((size_t)c->encoder_heads * S > sc) sc = (size_t)c->encoder_heads * S; /* S <= 8 rows */
     int ok = 1;
 #define ALLOC(p, n) ok = ok && ((p) = room_grow((p), (n) * sizeof *(p))) != NULL
     ALLOC(s->x, rows * d), ALLOC(s->q, rows * d), ALLOC(s->k, rows * d), ALLOC(s->v, rows * d);

@@ -418,12 +418,17 @@ static void check_attend(gemm_isa best) {
                     if (H * n > width) continue;
                     float ph[3 * 77], oh[160], p1[77], o1[160];
                     for (int t = 0; t < S; t++) off[t] = (size_t)(2 * (S - 1 - t) + 1) * width + 3;
-                    nn_attend_heads(q, K, V, off, S, n, H, ph, oh, isa);
-                    for (int h = 0; h < H; h++) {
-                        nn_attend(q + h * n, K + h * n, V + h * n, off, 0, S, n, p1, o1, isa);
-                        bad += memcmp(p1, ph + h * S, (size_t)S * sizeof *p1) != 0 ||
-                               memcmp(o1, oh + h * n, (size_t)n * sizeof *o1) != 0;
-                        cases++;
+                    for (int strided = 0; strided < 2; strided++) {
+                        const size_t *o = strided ? NULL : off; /* strided: key t at t·width + 3 */
+                        nn_attend_heads(q, K + 3 * strided, V + 3 * strided, o, (size_t)width, S, n,
+                                        H, ph, oh, isa);
+                        for (int h = 0; h < H; h++) {
+                            nn_attend(q + h * n, K + 3 * strided + h * n, V + 3 * strided + h * n,
+                                      o, (size_t)width, S, n, p1, o1, isa);
+                            bad += memcmp(p1, ph + h * S, (size_t)S * sizeof *p1) != 0 ||
+                                   memcmp(o1, oh + h * n, (size_t)n * sizeof *o1) != 0;
+                            cases++;
+                        }
                     }
                 }
     CHECK(bad == 0, "attend_heads differs from attend head by head in %d of %d cases", bad, cases);
