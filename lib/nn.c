@@ -142,9 +142,19 @@ AVX512_TARGET static float rowmax_avx512(const float *x, int n) {
     return mx;
 }
 
+AVX2_TARGET static void swish_avx2(float *x, size_t n) {
+    size_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 /* x / (1 + e^-x): 16 at a time, each lane computed as swish_avx2 computes it (exp16
  * is exp8 lane for lane, and the division is exact), the rest by swish_avx2. */
-static void swish_avx2(float *x, size_t n);
 AVX512_TARGET static void swish_avx512(float *x, size_t n) {
     size_t i = 0;
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -156,16 +166,6 @@ AVX512_TARGET static void swish_avx512(float *x, size_t n) {
     swish_avx2(x + i, n - i);
 }
 
-AVX2_TARGET static void swish_avx2(float *x, size_t n) {
-    size_t i = 0;
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
-        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
-    }
-    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
-}
 /* LayerNorm of one row in 8 float lanes (the same arithmetic as the scalar loop,
  * summed in a different order) */
 AVX2_TARGET static void layernorm_avx2(float *row, const float *r, int d, const at_ln *ln, float eps) {
