@@ -46,6 +46,8 @@ struct at_session {
     const at_model *m;
     struct at_pool *pool;   /* helper threads (at_session_options.threads - 1), or NULL */
     int cap_B, cap_K, cap_T, cap_src, cap_S; /* sentences, beams, steps, total and max source */
+    void *arena;      /* every buffer below but src_ids, text and attention (translate.c) */
+    size_t arena_cap; /* bytes the arena can hold */
 
     /* activations, rows = max(cap_src, cap_B * cap_K) */
     float *x;         /* (rows, d) hidden state */
@@ -59,8 +61,11 @@ struct at_session {
 
     /* caches */
     float **cross_k, **cross_v; /* (decoder_layers) x (cap_src, d) */
-    float **self_k, **self_v;   /* (decoder_layers) x (cap_T, cap_B * cap_K, d): [pos][row],
-                                   the K/V of decoder row `row` of step pos */
+    float *kv;                  /* (cap_T, decoder_layers, 2, cap_B * cap_K, d): [pos][layer]
+                                   [K or V][row], the self-attention K/V of decoder row `row`
+                                   of step pos; a position's rows are kv_stride floats apart */
+    size_t kv_stride;
+    float **self_k, **self_v;   /* (decoder_layers): layer l's K and V of position 0 in kv */
     int *hist, *hist_next;      /* (cap_B * cap_K, cap_T): the cache row that holds a beam's
                                    K/V at position p (its row at step p) */
     int *parent;                /* (cap_T, cap_B * cap_K): beam j of step t+1 came from beam

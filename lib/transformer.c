@@ -123,13 +123,13 @@ void tf_encode_batch(at_session *s) {
 /* Causal self-attention of each row over its own history in the cache. */
 static void attend_history(at_session *s, int l, int n, int pos) {
     const at_config *c = &s->m->cfg;
-    int d = c->d_model, H = c->decoder_heads, hd = d / H, slots = s->cap_B * s->cap_K;
+    int d = c->d_model, H = c->decoder_heads, hd = d / H;
     const float *Kc = s->self_k[l], *Vc = s->self_v[l];
     int isa = s->m->isa;
     size_t *off = s->kv_off;
     for (int j = 0; j < n; j++) {
         const int *hist = s->hist + (size_t)s->row_slot[j] * s->cap_T;
-        for (int t = 0; t <= pos; t++) off[t] = ((size_t)t * slots + hist[t]) * d;
+        for (int t = 0; t <= pos; t++) off[t] = (size_t)t * s->kv_stride + (size_t)hist[t] * d;
         nn_attend_heads(s->q + (size_t)j * d, Kc, Vc, off, 0, pos + 1, hd, H, s->scores,
                         s->ctx + (size_t)j * d, isa);
     }
@@ -147,7 +147,7 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
         const at_dec_layer *L = &m->dec[l];
         /* self-attention: this step's K/V go straight into the cache at [pos][row], then
          * each row attends over its history */
-        size_t at = (size_t)pos * slots * d;
+        size_t at = (size_t)pos * s->kv_stride;
         gemm_linear(m, &L->self_attn.q, s->x, n, s->q, &s->gs);
         gemm_linear(m, &L->self_attn.k, s->x, n, s->self_k[l] + at, &s->gs);
         gemm_linear(m, &L->self_attn.v, s->x, n, s->self_v[l] + at, &s->gs);

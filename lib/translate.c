@@ -68,12 +68,14 @@ int at_session_set_threads(at_session *s, int threads) {
 
 #define FREE(p) (free(p), (p) = NULL)
 
-/* The session's buffers are mapped one by one, not taken from malloc's heap: when they
- * grow, the old ones go back to the system at once. From the heap, freed buffers stayed
- * resident (the heap cannot shrink below live blocks): a 500-line int8 beam-4 run of
- * the bench model peaked at 530-620 MB depending on the order of its reallocations, and
- * at 488 MB with every buffer mapped. Under AddressSanitizer they come from malloc, so
- * that ASan keeps checking their bounds. The size lives in front of the block. */
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* A "room" is a block with its size in front. The session's arena (below) is one,
+ * mapped, not taken from malloc's heap: when it grows, the old pages go with it or back
+ * to the system at once. From the heap, freed buffers stayed resident (the heap cannot
+ * shrink below live blocks): a 500-line int8 beam-4 run of the bench model peaked at
+ * 530-620 MB depending on the order of its reallocations. Under AddressSanitizer rooms
+ * come from malloc, one per buffer, so that ASan keeps checking their bounds. */
 #if defined(__SANITIZE_ADDRESS__)
 #define ROOM_MMAP 0
 #else
@@ -94,12 +96,42 @@ int at_session_set_threads(at_session *s, int threads) {
 #define ROOM_MREMAP ROOM_MMAP
 #endif
 
+/* Rooms of a huge page or more are mapped at a 2 MiB boundary and offered transparent
+ * huge pages: a first touch then faults in 2 MiB at once instead of 4 KiB. */
+#define ROOM_HUGE ((size_t)2 << 20)
+
+#if ROOM_MMAP
+/* `total` bytes of fresh address space at a ROOM_HUGE boundary, or MAP_FAILED. */
+static char *room_map_aligned(size_t total) {
+    if (total > SIZE_MAX - ROOM_HUGE) return MAP_FAILED;
+    char *p = mmap(NULL, total + ROOM_HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return p;
+    char *a = (char *)(((uintptr_t)p + ROOM_HUGE - 1) & ~(uintptr_t)(ROOM_HUGE - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (a + total < p + total + ROOM_HUGE) munmap(a + total, (size_t)(p + total + ROOM_HUGE - (a + total)));
+    return a;
+}
+#endif
+
 static void *room_alloc(size_t bytes) {
     if (bytes > SIZE_MAX - ROOM_HEAD) return NULL;
     size_t total = bytes + ROOM_HEAD;
 #if ROOM_MMAP
-    char *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
+    char *p;
+    if (total >= ROOM_HUGE) {
+        p = room_map_aligned(total);
+        if (p == MAP_FAILED ||
+            mprotect(p, total, PROT_READ | PROT_WRITE) != 0) {
+            if (p != MAP_FAILED) munmap(p, total);
+            return NULL;
+        }
+#ifdef MADV_HUGEPAGE
+        madvise(p, total, MADV_HUGEPAGE);
+#endif
+    } else {
+        p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+    }
 #else
     char *p = malloc(total);
     if (!p) return NULL;
@@ -121,12 +153,11 @@ static void room_free(void *block) {
 }
 
 /* A block of at least `bytes`: `block` itself, grown, or a new one. A mapped block
- * grows by mremap, which keeps the pages already touched: the session's buffers then
- * fault each page in once, however often they grow (each growth used to fault the whole
- * session in anew: 19k of 22k page faults in a 448-line run of the shipped model, at
- * several microseconds each in a virtual machine). The old contents mean nothing to the
- * new shapes: every buffer is written before it is read. On failure, `block` is freed
- * and the result is NULL. */
+ * grows by mremap, which keeps the pages already touched; a huge-page one moves to a
+ * 2 MiB boundary, where its huge pages stay whole. A small block that grows past 2 MiB
+ * starts afresh instead: its small pages would keep its first 2 MiB from ever becoming
+ * a huge page. The old contents are not kept. On failure, `block` is freed and the
+ * result is NULL. */
 static void *room_grow(void *block, size_t bytes) {
     if (bytes > SIZE_MAX - ROOM_HEAD) {
         room_free(block);
@@ -137,8 +168,18 @@ static void *room_grow(void *block, size_t bytes) {
     if (p) memcpy(&had, p, sizeof had);
     if (p && had >= total) return block;
 #if ROOM_MREMAP
-    if (p) {
-        char *q = mremap(p, had, total, MREMAP_MAYMOVE);
+    if (p && (total < ROOM_HUGE || had >= ROOM_HUGE)) {
+        char *q;
+        if (total < ROOM_HUGE) {
+            q = mremap(p, had, total, MREMAP_MAYMOVE);
+        } else {
+            char *a = room_map_aligned(total);
+            q = a == MAP_FAILED ? a : mremap(p, had, total, MREMAP_MAYMOVE | MREMAP_FIXED, a);
+            if (a != MAP_FAILED && q == MAP_FAILED) munmap(a, total);
+#ifdef MADV_HUGEPAGE
+            if (q != MAP_FAILED) madvise(q, total, MADV_HUGEPAGE);
+#endif
+        }
         if (q == MAP_FAILED) {
             room_free(block);
             return NULL;
@@ -151,23 +192,95 @@ static void *room_grow(void *block, size_t bytes) {
     return room_alloc(bytes);
 }
 
-#define RFREE(p) (room_free(p), (p) = NULL)
+/* ---- the session's buffers ------------------------------------------------------ */
+
+/* Every buffer of a batch is laid out, tightly and for that batch's shape, in one
+ * mapping per session (the arena), which only grows and keeps the pages it has touched:
+ * each batch lays its buffers out afresh, and a page touched once is never faulted in
+ * again. The arena is offered transparent huge pages, so its first touch faults in
+ * 2 MiB at a time: a 4 KiB page fault costs ~10 us in the virtual machines these
+ * numbers come from, and a 500-line int8 run of the shipped model took 14k of them
+ * (5-8% of its time) when each buffer had its own mapping. Laid out tightly, the
+ * resident set stays that of the largest batch, rounded up to 2 MiB. The buffers'
+ * contents mean nothing from one batch to the next: every buffer is written before it
+ * is read. Under AddressSanitizer each buffer is its own heap block instead, so that
+ * ASan checks their bounds. */
+typedef struct carver {
+    enum { CARVE_MEASURE, CARVE_ASSIGN, CARVE_FREE } mode;
+    char *base;  /* the arena (CARVE_ASSIGN) */
+    size_t used; /* bytes laid out so far */
+    int ok;
+} carver;
+
+static void *carve(carver *c, void *old, size_t bytes) {
+#if ROOM_MMAP
+    (void)old;
+    if (c->mode == CARVE_FREE || !c->ok) return NULL;
+    size_t at = c->used, size = bytes + 63;
+    if (bytes > SIZE_MAX - 63 || size > SIZE_MAX - at) {
+        c->ok = 0;
+        return NULL;
+    }
+    c->used = at + (size & ~(size_t)63);
+    return c->mode == CARVE_ASSIGN ? c->base + at : NULL;
+#else
+    if (c->mode == CARVE_FREE) {
+        room_free(old);
+        return NULL;
+    }
+    if (!c->ok) return old;
+    void *p = room_grow(old, bytes);
+    if (!p) c->ok = 0;
+    return p;
+#endif
+}
+
+/* Lays out (or frees, with CARVE_FREE) every buffer for B sentences, src source tokens
+ * in all, S of the longest, T steps and K beams. The decoder's self-attention cache
+ * goes last: a batch that stops early leaves its tail untouched. */
+static void layout(at_session *s, carver *c, int B, int src, int S, int T, int K) {
+    const at_config *cf = &s->m->cfg;
+    size_t d = (size_t)cf->d_model, V = (size_t)cf->vocab_size, L = (size_t)cf->decoder_layers;
+    size_t BK = (size_t)B * K, rows = (size_t)imax(src, (int)BK);
+    size_t F = (size_t)imax(cf->encoder_ffn_dim, cf->decoder_ffn_dim);
+    size_t sc = (size_t)S * S;
+    if ((size_t)K * S > sc) sc = (size_t)K * S;
+    /* the decoder's attention keeps every head's weights of a row (nn_attend_heads) */
+    if ((size_t)cf->decoder_heads * T > sc) sc = (size_t)cf->decoder_heads * T;
+    if ((size_t)cf->decoder_heads * S > sc) sc = (size_t)cf->decoder_heads * S;
+    if ((size_t)cf->encoder_heads * S > sc) sc = (size_t)cf->encoder_heads * S; /* S <= 8 rows */
+    size_t gq, gx, gw; /* the widest product input is F (fc2) */
+    gemm_scratch_size((int)rows, (int)imax((int)F, (int)d), &gq, &gx, &gw);
+    if (s->m->wtype != AT_W_F16 || s->m->isa >= GEMM_AVX2) gw = 1; /* only f16 without AVX2 widens */
+#define TAKE(p, n) ((p) = carve(c, (p), (n) * sizeof *(p)))
+    TAKE(s->x, rows * d), TAKE(s->q, rows * d), TAKE(s->k, rows * d), TAKE(s->v, rows * d);
+    TAKE(s->ctx, rows * d), TAKE(s->tmp, rows * d);
+    TAKE(s->ffn, (rows < SESSION_FFN_ROWS ? rows : SESSION_FFN_ROWS) * F);
+    TAKE(s->scores, sc), TAKE(s->enc_out, (size_t)src * d);
+    TAKE(s->gs.xq, gq), TAKE(s->gs.xs, gx), TAKE(s->gs.wide, gw);
+    TAKE(s->hist, BK * T), TAKE(s->hist_next, BK * T), TAKE(s->parent, (size_t)T * BK);
+    TAKE(s->iscratch, rows), TAKE(s->kv_off, (size_t)T), TAKE(s->logits, BK * V);
+    TAKE(s->step_tokens, BK), TAKE(s->row_slot, BK), TAKE(s->sents, (size_t)B);
+    TAKE(s->active, (size_t)B), TAKE(s->slots, BK * 5), TAKE(s->hyp_ids, BK * 5 * T);
+    TAKE(s->cand, (size_t)2 * K), TAKE(s->hyps, BK);
+    for (size_t l = 0; s->cross_k && l < L; l++) TAKE(s->cross_k[l], (size_t)src * d), TAKE(s->cross_v[l], (size_t)src * d);
+    /* the self-attention caches of every layer, position by position: what a batch has
+     * decoded so far is one prefix */
+    TAKE(s->kv, (size_t)T * 2 * L * BK * d);
+    s->kv_stride = 2 * L * BK * d;
+    for (size_t l = 0; s->self_k && l < L; l++) {
+        s->self_k[l] = s->kv ? s->kv + (2 * l) * BK * d : NULL;
+        s->self_v[l] = s->kv ? s->kv + (2 * l + 1) * BK * d : NULL;
+    }
+#undef TAKE
+}
 
 /* Frees everything session_reserve() allocates and zeroes the pointers. */
 static void free_buffers(at_session *s) {
-    int L = s->m->cfg.decoder_layers;
-    RFREE(s->x), RFREE(s->q), RFREE(s->k), RFREE(s->v), RFREE(s->ctx), RFREE(s->tmp), RFREE(s->ffn);
-    RFREE(s->scores), RFREE(s->enc_out), RFREE(s->gs.xq), RFREE(s->gs.xs), RFREE(s->gs.wide);
-    for (int l = 0; l < L; l++) {
-        if (s->cross_k) RFREE(s->cross_k[l]);
-        if (s->cross_v) RFREE(s->cross_v[l]);
-        if (s->self_k) RFREE(s->self_k[l]);
-        if (s->self_v) RFREE(s->self_v[l]);
-    }
+    carver c = {CARVE_FREE, NULL, 0, 1};
+    layout(s, &c, 0, 0, 0, 0, 0);
+    room_free(s->arena), s->arena = NULL, s->arena_cap = 0;
     FREE(s->cross_k), FREE(s->cross_v), FREE(s->self_k), FREE(s->self_v);
-    RFREE(s->hist), RFREE(s->hist_next), RFREE(s->parent), RFREE(s->iscratch), RFREE(s->kv_off);
-    RFREE(s->logits), RFREE(s->step_tokens), RFREE(s->row_slot), RFREE(s->sents), RFREE(s->active);
-    RFREE(s->slots), RFREE(s->hyp_ids), RFREE(s->cand), RFREE(s->hyps);
     s->cap_B = s->cap_K = s->cap_T = s->cap_src = s->cap_S = 0;
 }
 
@@ -182,9 +295,6 @@ void at_session_free(at_session *s) {
     free(s);
 }
 
-static int imax(int a, int b) { return a > b ? a : b; }
-/* 2n, but at most limit, and at least n */
-static int twice(int n, int limit) { return 2 * (long long)n >= limit ? imax(n, limit) : 2 * n; }
 static int round_up(int x, int q) { return (x + q - 1) / q * q; }
 
 static at_status reserve_src(at_session *s, size_t n, at_error *err) {
@@ -196,60 +306,38 @@ static at_status reserve_src(at_session *s, size_t n, at_error *err) {
     return AT_OK;
 }
 
+/* Lays the session's buffers out for a batch of this shape (see layout()). Previous
+ * results become invalid. */
 at_status session_reserve(at_session *s, int B, int src, int S, int T, int K, at_error *err) {
     at_status st = reserve_src(s, (size_t)src, err);
     if (st) return st;
-    if (B <= s->cap_B && src <= s->cap_src && S <= s->cap_S && T <= s->cap_T && K <= s->cap_K)
-        return AT_OK;
-    /* When a length must grow, every length gets twice what this batch needs (S and T up to
-     * the model's limit): a stream of growing batches then reallocates once or twice instead
-     * of every other batch, and each reallocation faults every page of the session in anew
-     * (a third of an int8 beam-4 run's page faults at batch 32 came from five of them). The
-     * room is address space: pages are touched as they are used. */
-    int lim = s->m->cfg.max_positions + 1;
-    B = imax(B, s->cap_B), K = imax(K, s->cap_K);
-    src = round_up(imax(twice(src, INT_MAX / 2), s->cap_src), 64);
-    S = round_up(imax(twice(S, lim), s->cap_S), 16);
-    T = round_up(imax(twice(T, lim), s->cap_T), 32);
-    const at_config *c = &s->m->cfg;
-    size_t d = (size_t)c->d_model, V = (size_t)c->vocab_size, L = (size_t)c->decoder_layers;
-    size_t BK = (size_t)B * K, rows = (size_t)imax(src, (int)BK);
-    size_t F = (size_t)imax(c->encoder_ffn_dim, c->decoder_ffn_dim);
-    size_t sc = (size_t)S * S;
-    if ((size_t)K * S > sc) sc = (size_t)K * S;
-    /* the decoder's attention keeps every head's weights of a row (nn_attend_heads) */
-    if ((size_t)c->decoder_heads * T > sc) sc = (size_t)c->decoder_heads * T;
-    if ((size_t)c->decoder_heads * S > sc) sc = (size_t)c->decoder_heads * S;
-    if ((size_t)c->encoder_heads * S > sc) sc = (size_t)c->encoder_heads * S; /* S <= 8 rows */
+    src = round_up(src, 64), S = round_up(S, 16), T = round_up(T, 32);
+    size_t L = (size_t)s->m->cfg.decoder_layers;
     int ok = 1;
-#define ALLOC(p, n) ok = ok && ((p) = room_grow((p), (n) * sizeof *(p))) != NULL
-    ALLOC(s->x, rows * d), ALLOC(s->q, rows * d), ALLOC(s->k, rows * d), ALLOC(s->v, rows * d);
-    ALLOC(s->ctx, rows * d), ALLOC(s->tmp, rows * d);
-    ALLOC(s->ffn, (rows < SESSION_FFN_ROWS ? rows : SESSION_FFN_ROWS) * F);
-    ALLOC(s->scores, sc), ALLOC(s->enc_out, (size_t)src * d);
-    size_t gq, gx, gw; /* the widest product input is F (fc2) */
-    gemm_scratch_size((int)rows, (int)imax((int)F, (int)d), &gq, &gx, &gw);
-    if (s->m->wtype != AT_W_F16 || s->m->isa >= GEMM_AVX2) gw = 1; /* only f16 without AVX2 widens */
-    ALLOC(s->gs.xq, gq), ALLOC(s->gs.xs, gx), ALLOC(s->gs.wide, gw);
     if (!s->cross_k)
-        ok = ok && (s->cross_k = calloc(L, sizeof *s->cross_k)) &&
-             (s->cross_v = calloc(L, sizeof *s->cross_v)) &&
+        ok = (s->cross_k = calloc(L, sizeof *s->cross_k)) && (s->cross_v = calloc(L, sizeof *s->cross_v)) &&
              (s->self_k = calloc(L, sizeof *s->self_k)) && (s->self_v = calloc(L, sizeof *s->self_v));
-    for (size_t l = 0; ok && l < L; l++) {
-        ALLOC(s->cross_k[l], (size_t)src * d), ALLOC(s->cross_v[l], (size_t)src * d);
-        ALLOC(s->self_k[l], (size_t)T * BK * d), ALLOC(s->self_v[l], (size_t)T * BK * d);
+    carver c = {CARVE_MEASURE, NULL, 0, ok};
+#if ROOM_MMAP
+    layout(s, &c, B, src, S, T, K);
+    if (c.ok && c.used > s->arena_cap) {
+        /* a quarter more address space than asked: the next larger batch need not move it */
+        size_t want = c.used + c.used / 4 < c.used ? c.used : c.used + c.used / 4;
+        s->arena = room_grow(s->arena, want);
+        s->arena_cap = s->arena ? want : 0;
+        c.ok = s->arena != NULL;
     }
-    ALLOC(s->hist, BK * T), ALLOC(s->hist_next, BK * T), ALLOC(s->parent, (size_t)T * BK);
-    ALLOC(s->iscratch, rows), ALLOC(s->kv_off, (size_t)T), ALLOC(s->logits, BK * V), ALLOC(s->step_tokens, BK);
-    ALLOC(s->row_slot, BK), ALLOC(s->sents, (size_t)B), ALLOC(s->active, (size_t)B);
-    ALLOC(s->slots, BK * 5), ALLOC(s->hyp_ids, BK * 5 * T), ALLOC(s->cand, (size_t)2 * K);
-    ALLOC(s->hyps, BK);
-#undef ALLOC
-    if (!ok) {
+    c.mode = CARVE_ASSIGN, c.base = s->arena, c.used = 0;
+#else
+    c.mode = CARVE_ASSIGN;
+#endif
+    if (c.ok) layout(s, &c, B, src, S, T, K);
+    if (!c.ok) {
         free_buffers(s);
         return at_fail(err, AT_ERR_NOMEM,
                        "out of memory for %d sentences (%d tokens), %d steps, beam %d", B, src, T, K);
     }
+    size_t BK = (size_t)B * K;
     for (size_t i = 0; i < BK * 5; i++) s->slots[i].ids = s->hyp_ids + i * T;
     for (int b = 0; b < B; b++) {
         at_hyp_slot *base = s->slots + (size_t)b * 5 * K;
