@@ -627,13 +627,15 @@ static void set_bias(float *y, int M, const at_lin *L) {
 #define LOADP_1(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define PK_TILE(MR, H)                                                                          \
     AVX2_TARGET static void pk_tile_##MR##_##H(const float *x, int K, const char *wb,           \
-                                               const at_lin *L, int n0, float *y) {             \
+                                               const char *pf, const at_lin *L, int n0,         \
+                                               float *y) {                                      \
         const size_t es = H ? sizeof(uint16_t) : sizeof(float);                                 \
         __m256 acc[MR][2];                                                                      \
         UNROLL for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();        \
         for (int k = 0; k < K; k++) {                                                           \
             __m256 w0 = LOADP_##H(wb + (size_t)k * 16 * es);                                    \
             __m256 w1 = LOADP_##H(wb + ((size_t)k * 16 + 8) * es);                              \
+            _mm_prefetch(pf + (size_t)k * 16 * es, _MM_HINT_T0);                                \
             UNROLL for (int i = 0; i < MR; i++) {                                               \
                 __m256 xb = _mm256_broadcast_ss(x + (size_t)i * K + k);                         \
                 acc[i][0] = _mm256_fmadd_ps(w0, xb, acc[i][0]);                                 \
@@ -663,11 +665,12 @@ static void set_bias(float *y, int M, const at_lin *L) {
         const size_t blk = (size_t)K * 16 * (H ? sizeof(uint16_t) : sizeof(float));             \
         for (int nb = nb0; nb < NB; nb++) {                                                     \
             const char *wb = w + (size_t)nb * blk;                                              \
+            const char *pf = nb + 1 < NB ? wb + blk : wb; /* the next block's weights */        \
             int m = 0;                                                                          \
-            for (; m + 6 <= M; m += 6) pk_tile_6_##H(X(m), K, wb, L, nb * 16, Y(m));            \
-            if (M - m >= 4) pk_tile_4_##H(X(m), K, wb, L, nb * 16, Y(m)), m += 4;               \
-            if (M - m >= 2) pk_tile_2_##H(X(m), K, wb, L, nb * 16, Y(m)), m += 2;               \
-            if (M - m >= 1) pk_tile_1_##H(X(m), K, wb, L, nb * 16, Y(m)), m += 1;               \
+            for (; m + 6 <= M; m += 6) pk_tile_6_##H(X(m), K, wb, pf, L, nb * 16, Y(m));        \
+            if (M - m >= 4) pk_tile_4_##H(X(m), K, wb, pf, L, nb * 16, Y(m)), m += 4;           \
+            if (M - m >= 2) pk_tile_2_##H(X(m), K, wb, pf, L, nb * 16, Y(m)), m += 2;           \
+            if (M - m >= 1) pk_tile_1_##H(X(m), K, wb, pf, L, nb * 16, Y(m)), m += 1;           \
         }                                                                                       \
     }
 PK_SET(0)
@@ -680,8 +683,8 @@ PK_SET(1)
 #define LOADQ_1(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define PQ_TILE(MR, NB, H)                                                                      \
     AVX512_TARGET static void pq_tile_##MR##_##NB##_##H(const float *x, int K, const char *wb,   \
-                                                        size_t blk, const at_lin *L, int n0,   \
-                                                        float *y) {                            \
+                                                        const char *pf, size_t blk,            \
+                                                        const at_lin *L, int n0, float *y) {   \
         const size_t es = H ? sizeof(uint16_t) : sizeof(float);                                 \
         __m512 acc[MR][NB];                                                                     \
         UNROLL for (int i = 0; i < MR; i++)                                                     \
@@ -689,6 +692,8 @@ PK_SET(1)
         for (int k = 0; k < K; k++) {                                                           \
             __m512 w[NB];                                                                       \
             UNROLL for (int j = 0; j < NB; j++) w[j] = LOADQ_##H(wb + j * blk + (size_t)k * 16 * es); \
+            UNROLL for (int j = 0; j < NB; j++)                                                 \
+                _mm_prefetch(pf + j * blk + (size_t)k * 16 * es, _MM_HINT_T0);                  \
             UNROLL for (int i = 0; i < MR; i++) {                                               \
                 __m512 xb = _mm512_set1_ps(x[(size_t)i * K + k]);                               \
                 UNROLL for (int j = 0; j < NB; j++) acc[i][j] = _mm512_fmadd_ps(w[j], xb, acc[i][j]); \
@@ -706,10 +711,10 @@ PK_SET(1)
 #define PQ_ROWS(NB, H)                                                                          \
     do {                                                                                        \
         int m = 0;                                                                              \
-        for (; m + 12 <= M; m += 12) pq_tile_12_##NB##_##H(X(m), K, wb, blk, L, nb * 16, Y(m)); \
-        if (M - m >= 8) pq_tile_8_##NB##_##H(X(m), K, wb, blk, L, nb * 16, Y(m)), m += 8;       \
-        if (M - m >= 4) pq_tile_4_##NB##_##H(X(m), K, wb, blk, L, nb * 16, Y(m)), m += 4;       \
-        for (; m < M; m++) pq_tile_1_##NB##_##H(X(m), K, wb, blk, L, nb * 16, Y(m));            \
+        for (; m + 12 <= M; m += 12) pq_tile_12_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m)); \
+        if (M - m >= 8) pq_tile_8_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m)), m += 8;   \
+        if (M - m >= 4) pq_tile_4_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m)), m += 4;   \
+        for (; m < M; m++) pq_tile_1_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m));        \
     } while (0)
 #define PQ_SET(H)                                                                               \
     PQ_TILE(12, 2, H)                                                                           \
@@ -728,10 +733,11 @@ PK_SET(1)
         int nb = nb0;                                                                           \
         for (; nb + 2 <= NBS; nb += 2) {                                                        \
             const char *wb = w + (size_t)nb * blk;                                              \
+            const char *pf = nb + 4 <= NBS ? wb + 2 * blk : wb; /* the next pair's weights */   \
             PQ_ROWS(2, H);                                                                      \
         }                                                                                       \
         for (; nb < NBS; nb++) {                                                                \
-            const char *wb = w + (size_t)nb * blk;                                              \
+            const char *wb = w + (size_t)nb * blk, *pf = wb;                                    \
             PQ_ROWS(1, H);                                                                      \
         }                                                                                       \
     }
