@@ -615,7 +615,6 @@ at_status at_translate_batch(at_session *s, int n, const char *const *texts, con
     at_status st = check_options(m, &o, err);
     if (st) return st;
     if (n == 0) return AT_OK;
-    if ((st = session_reserve(s, n, 1, 1, 1, o.beam_size, err))) return st;
 
     /* tokenize every line; lines that fail or are empty take no part in the batch.
      * sents[i] describes line i for now; the batch is compacted below. */
