@@ -693,6 +693,11 @@ def train(args):
         log(f"initialised from {args.init_from} (step counter {state['step']}, batch "
             f"{state['batch_in_epoch']} of epoch {state['epoch']}, new optimizer"
             f"{f', lr re-warmed over {args.rewarm} steps' if args.rewarm else ''})")
+    if args.decay and not state.get("decay"):
+        # a cool-down branch: from here the lr falls linearly to zero (warmup-stable-decay)
+        state["decay"] = [int(state["step"]), int(args.decay)]
+        log(f"cool-down: lr falls linearly to zero over steps {state['step']}-"
+            f"{state['step'] + args.decay}")
     budget = args.max_minutes * 60 if args.max_minutes else None
     t_saved = time.time()
     model.train()
@@ -714,6 +719,9 @@ def train(args):
             if state.get("rewarm"):   # a fresh Adam state after --init-from: ramp up again
                 s0, n = state["rewarm"]
                 lr *= min(1.0, (step + 1 - s0) / n)
+            if state.get("decay"):
+                s0, n = state["decay"]
+                lr *= max(0.0, 1.0 - (step - s0) / n)   # the last step gets 1/n of it
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast(amp, amp_dev):
@@ -746,6 +754,8 @@ def train(args):
                 stop_reason = "max-minutes"
             elif args.max_steps and step >= args.max_steps:
                 stop_reason = "max-steps"
+            elif state.get("decay") and step >= sum(state["decay"]):
+                stop_reason = "cool-down done"
             if world > 1:  # the workers' clocks differ: worker 0 decides for all
                 flag = torch.tensor([1 if stop_reason else 0])
                 dist.broadcast(flag, 0)
@@ -879,6 +889,11 @@ def main(argv=None):
                          "the optimizer state starts from zero")
     ap.add_argument("--init-step", type=int, default=0,
                     help="with --init-from: the step counter to continue the lr schedule from")
+    ap.add_argument("--decay", type=int, default=0,
+                    help="cool-down branch: from the step the run starts or resumes at, "
+                         "scale the lr linearly to zero over this many steps, then stop. "
+                         "Copy the main run's last.pt into a new --out and --resume there, "
+                         "so that the main run can go on where it was")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     if args.smoke:

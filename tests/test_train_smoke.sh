@@ -3,7 +3,8 @@
 # CPU, a few steps) -> export -> the model directory loads with scripts/atmodel.py,
 # the training network matches scripts/reference.py, reference.py (and the C binary when
 # built) translate a line; --resume continues; export.py --dtype f16 works; --init-from
-# an export continues its step counter, data order and re-warmed lr.
+# an export continues its step counter, data order and re-warmed lr; --decay cools a
+# branch of the run down.
 # Needs /usr/bin/python3 with torch, numpy, sentencepiece, and spm_train; the corpus is
 # the first 2,000 tatoeba pairs of shared/data (beside the checkout, /work/shared, or
 # $ATTN_SHARED_DATA), else /tmp/attn-corpus (build_corpus.py).
@@ -93,6 +94,17 @@ if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --out "$T/init" --
    grep -q "initialised from .* (step counter 20, batch 3 of epoch 1, new optimizer, lr re-warmed over 20 steps)" "$T/init.log" &&
    grep -q "step 30 epoch [0-9]* .* lr 8.66e-04 " "$T/init.log"; then ok
 else bad "train.py --init-from --init-step --init-epoch --init-batch --rewarm"; tail -5 "$T/init.log"; fi
+
+# a cool-down branch from the step-10 checkpoint: 10 steps, the lr falling linearly to
+# zero, then it stops; at step 20 the schedule gives 3e-3 * sqrt(10/20) and the last
+# step of the cool-down 1/10 of it: 2.12e-04
+mkdir -p "$T/cool" && cp "$T/run/ckpt-10.pt" "$T/cool/last.pt"
+if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --out "$T/cool" --data "$T/run/data" \
+       --resume --decay 10 >"$T/cool.log" 2>&1 &&
+   grep -q "cool-down: lr falls linearly to zero over steps 10-20" "$T/cool.log" &&
+   grep -q "step 20 epoch [0-9]* .* lr 2.12e-04 " "$T/cool.log" &&
+   grep -q "stopped (cool-down done) at step 20 " "$T/cool.log"; then ok
+else bad "train.py --decay"; tail -5 "$T/cool.log"; fi
 
 # the jemalloc purge: nothing to call under glibc; under jemalloc (when installed) the
 # purge succeeds
