@@ -655,7 +655,9 @@ static void set_bias(float *y, int M, const at_lin *L) {
 #define Y(m) (y + (size_t)(m) * L->out)
 #define PK_SET(H)                                                                               \
     PK_TILE(6, H)                                                                               \
+    PK_TILE(5, H)                                                                               \
     PK_TILE(4, H)                                                                               \
+    PK_TILE(3, H)                                                                               \
     PK_TILE(2, H)                                                                               \
     PK_TILE(1, H)                                                                               \
     AVX2_TARGET static void packed_##H(const float *x, int M, const at_lin *L, float *y,        \
@@ -668,9 +670,14 @@ static void set_bias(float *y, int M, const at_lin *L) {
             const char *pf = nb + 1 < NB ? wb + blk : wb; /* the next block's weights */        \
             int m = 0;                                                                          \
             for (; m + 6 <= M; m += 6) pk_tile_6_##H(X(m), K, wb, pf, L, nb * 16, Y(m));        \
-            if (M - m >= 4) pk_tile_4_##H(X(m), K, wb, pf, L, nb * 16, Y(m)), m += 4;           \
-            if (M - m >= 2) pk_tile_2_##H(X(m), K, wb, pf, L, nb * 16, Y(m)), m += 2;           \
-            if (M - m >= 1) pk_tile_1_##H(X(m), K, wb, pf, L, nb * 16, Y(m)), m += 1;           \
+            switch (M - m) { /* the 1-5 rows left: one pass */                                  \
+            case 5: pk_tile_5_##H(X(m), K, wb, pf, L, nb * 16, Y(m)); break;                    \
+            case 4: pk_tile_4_##H(X(m), K, wb, pf, L, nb * 16, Y(m)); break;                    \
+            case 3: pk_tile_3_##H(X(m), K, wb, pf, L, nb * 16, Y(m)); break;                    \
+            case 2: pk_tile_2_##H(X(m), K, wb, pf, L, nb * 16, Y(m)); break;                    \
+            case 1: pk_tile_1_##H(X(m), K, wb, pf, L, nb * 16, Y(m)); break;                    \
+            default: break;                                                                     \
+            }                                                                                   \
         }                                                                                       \
     }
 PK_SET(0)
@@ -708,23 +715,36 @@ PK_SET(1)
                                       _mm512_add_ps(acc[i][j], b));                              \
         }                                                                                       \
     }
+/* Rows in tiles of 12, then the 1-11 rows left in one tile of their own, so that a batch
+ * whose sentences are ending (any number of rows) still passes over each block of weights
+ * at most ceil(M / 12) times. */
+#define PQ_T(MR, NB, H) pq_tile_##MR##_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m))
 #define PQ_ROWS(NB, H)                                                                          \
     do {                                                                                        \
         int m = 0;                                                                              \
-        for (; m + 12 <= M; m += 12) pq_tile_12_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m)); \
-        if (M - m >= 8) pq_tile_8_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m)), m += 8;   \
-        if (M - m >= 4) pq_tile_4_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m)), m += 4;   \
-        for (; m < M; m++) pq_tile_1_##NB##_##H(X(m), K, wb, pf, blk, L, nb * 16, Y(m));        \
+        for (; m + 12 <= M; m += 12) PQ_T(12, NB, H);                                           \
+        switch (M - m) {                                                                        \
+        case 11: PQ_T(11, NB, H); break;                                                        \
+        case 10: PQ_T(10, NB, H); break;                                                        \
+        case 9: PQ_T(9, NB, H); break;                                                          \
+        case 8: PQ_T(8, NB, H); break;                                                          \
+        case 7: PQ_T(7, NB, H); break;                                                          \
+        case 6: PQ_T(6, NB, H); break;                                                          \
+        case 5: PQ_T(5, NB, H); break;                                                          \
+        case 4: PQ_T(4, NB, H); break;                                                          \
+        case 3: PQ_T(3, NB, H); break;                                                          \
+        case 2: PQ_T(2, NB, H); break;                                                          \
+        case 1: PQ_T(1, NB, H); break;                                                          \
+        default: break;                                                                         \
+        }                                                                                       \
     } while (0)
+#define PQ_TILES(NB, H)                                                                         \
+    PQ_TILE(12, NB, H) PQ_TILE(11, NB, H) PQ_TILE(10, NB, H) PQ_TILE(9, NB, H)                  \
+    PQ_TILE(8, NB, H) PQ_TILE(7, NB, H) PQ_TILE(6, NB, H) PQ_TILE(5, NB, H)                     \
+    PQ_TILE(4, NB, H) PQ_TILE(3, NB, H) PQ_TILE(2, NB, H) PQ_TILE(1, NB, H)
 #define PQ_SET(H)                                                                               \
-    PQ_TILE(12, 2, H)                                                                           \
-    PQ_TILE(8, 2, H)                                                                            \
-    PQ_TILE(4, 2, H)                                                                            \
-    PQ_TILE(1, 2, H)                                                                            \
-    PQ_TILE(12, 1, H)                                                                           \
-    PQ_TILE(8, 1, H)                                                                            \
-    PQ_TILE(4, 1, H)                                                                            \
-    PQ_TILE(1, 1, H)                                                                            \
+    PQ_TILES(2, H)                                                                              \
+    PQ_TILES(1, H)                                                                              \
     AVX512_TARGET static void packed512_##H(const float *x, int M, const at_lin *L, float *y,   \
                                             int nb0, int NBS) {                                 \
         int K = L->in;                                                                          \
