@@ -1139,9 +1139,9 @@ int at_dtype_parse(const char *name) {
 const char *at_model_compute(const at_model *m) {
     if (!m) return "";
     static const char *const desc[3][3] = {
-        {"f32, OpenBLAS", "f32, packed avx2 kernels", "f32, packed avx2 kernels"},
+        {"f32, OpenBLAS", "f32, packed avx2 kernels", "f32, packed avx512 kernels"},
         {"f16, widened for OpenBLAS", "f16, packed f16c/avx2 kernels",
-         "f16, packed f16c/avx2 kernels"},
+         "f16, packed f16c/avx512 kernels"},
         {"int8, scalar kernels", "int8, avx2 kernels", "int8, avx512-vnni kernels"}};
     return desc[m->wtype][m->isa];
 }
