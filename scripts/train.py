@@ -699,6 +699,8 @@ def train(args):
         log(f"cool-down: lr falls linearly to zero over steps {state['step']}-"
             f"{state['step'] + args.decay}")
     budget = args.max_minutes * 60 if args.max_minutes else None
+    # `touch OUT/STOP` ends the run at the next step, with a checkpoint (then removed)
+    stop_file = os.path.join(args.out, "STOP")
     t_saved = time.time()
     model.train()
     step = state["step"]
@@ -756,6 +758,8 @@ def train(args):
                 stop_reason = "max-steps"
             elif state.get("decay") and step >= sum(state["decay"]):
                 stop_reason = "cool-down done"
+            elif lead and os.path.exists(stop_file):
+                stop_reason = "STOP file"
             if world > 1:  # the workers' clocks differ: worker 0 decides for all
                 flag = torch.tensor([1 if stop_reason else 0])
                 dist.broadcast(flag, 0)
@@ -806,6 +810,8 @@ def train(args):
     if not lead:
         return None
     log(f"stopped ({stop_reason}) at step {step} after {(time.time() - t_start) / 60:.1f} min")
+    if stop_reason == "STOP file":
+        os.remove(stop_file)
     torch.set_num_threads(args.threads * world)
     final = last
     if args.average and args.average > 1:

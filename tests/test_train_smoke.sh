@@ -4,7 +4,7 @@
 # the training network matches scripts/reference.py, reference.py (and the C binary when
 # built) translate a line; --resume continues; export.py --dtype f16 works; --init-from
 # an export continues its step counter, data order and re-warmed lr; --decay cools a
-# branch of the run down.
+# branch of the run down; a STOP file ends a run cleanly.
 # Needs /usr/bin/python3 with torch, numpy, sentencepiece, and spm_train; the corpus is
 # the first 2,000 tatoeba pairs of shared/data (beside the checkout, /work/shared, or
 # $ATTN_SHARED_DATA), else /tmp/attn-corpus (build_corpus.py).
@@ -105,6 +105,14 @@ if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --out "$T/cool" --
    grep -q "step 20 epoch [0-9]* .* lr 2.12e-04 " "$T/cool.log" &&
    grep -q "stopped (cool-down done) at step 20 " "$T/cool.log"; then ok
 else bad "train.py --decay"; tail -5 "$T/cool.log"; fi
+
+# `touch OUT/STOP`: the run stops after its next step, saves it, and removes the file
+mkdir -p "$T/stop" && cp "$T/run/ckpt-10.pt" "$T/stop/last.pt" && touch "$T/stop/STOP"
+if OMP_NUM_THREADS=2 $PY scripts/train.py --smoke --threads 2 --out "$T/stop" --data "$T/run/data" \
+       --resume >"$T/stop.log" 2>&1 &&
+   grep -q "stopped (STOP file) at step 11 " "$T/stop.log" && [ ! -e "$T/stop/STOP" ] &&
+   [ -f "$T/stop/ckpt-11.pt" ]; then ok
+else bad "train.py: a STOP file"; tail -5 "$T/stop.log"; fi
 
 # the jemalloc purge: nothing to call under glibc; under jemalloc (when installed) the
 # purge succeeds
