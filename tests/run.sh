@@ -66,6 +66,7 @@ if [ "$no_python" = 0 ]; then
     PYTHON="$PYTHON" run test_hf_marian tests/test_hf_marian.sh "$BUILD"
     PYTHON="$PYTHON" run test_get_opus_mt tests/test_get_opus_mt.sh "$BUILD"
     run test_eval "$PYTHON" tests/test_eval.py
+    run test_curve "$PYTHON" tests/test_curve.py
     run test_bench "$PYTHON" tests/test_bench.py "$BUILD/attn-translate"
     run test_shipped "$PYTHON" tests/test_shipped.py "$BUILD/attn-translate"
     run test_train_smoke tests/test_train_smoke.sh
