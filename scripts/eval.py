@@ -15,14 +15,18 @@ Command line:
         prints "BLEU = ..." and "chrF2 = ..."
     eval.py --model DIR [--bin ./attn-translate] [--beam 4] [--sets flores,newstest,tatoeba,multi30k]
             [--limit N] [--translator bin|reference] [--dev-dir /work/shared/data/dev]
-            [--dtypes f32,f16,int8]
+            [--dtypes f32,f16,int8] [--breakdown]
         translates each dev set with the C binary (or scripts/reference.py) and prints a
         markdown table. With several --dtypes (the engine's --dtype) it also prints each
         reduced precision's BLEU / chrF2 change against the first one and the share of
         lines translated identically: the cost of f16 or int8 weights.
+        --breakdown adds, per set, BLEU by source length and the share of numbers and names
+        kept (of those the reference keeps as they are; see breakdown()).
+    eval.py --hyp HYP.txt --ref REF.txt --src SRC.txt --breakdown
 
 Library use: corpus_bleu(hyps, refs) -> BLEUResult; corpus_chrf(hyps, refs) -> float, where
-refs is a list of reference lines (one reference) or a list of such lists (several).
+refs is a list of reference lines (one reference) or a list of such lists (several);
+breakdown(srcs, hyps, refs) -> dict.
 """
 
 import argparse
@@ -204,6 +208,97 @@ def corpus_chrf(hyps, refs, order=6, beta=2, lowercase=False):
 
 
 # ------------------------------------------------------------------------------------
+# breakdown: where a model is weak (long sentences, numbers, names)
+# ------------------------------------------------------------------------------------
+
+LENGTH_BUCKETS = ((1, 10), (11, 20), (21, 30), (31, None))  # source words, inclusive
+# a number: digit groups joined by . , or a thin / no-break space, or by a plain space
+# before a group of exactly three digits (French thousands: "1 000 000")
+_NUMBER = re.compile(r"\d+(?:(?:[.,\u00a0\u202f\u2009]| (?=\d{3}(?!\d)))\d+)*")
+_WORD = re.compile(r"\w(?:[\w\-'\u2019]*\w)?")
+_SENTENCE_END = ('.', '!', '?', ':', '"', '\u201c', '\u00ab', '(')
+
+
+def numbers(line):
+    """Counter of the numbers in a line, as their digits only ("1,000" and "1 000" -> "1000";
+    "3.14" and "3,14" -> "314"), so that English and French writings of one number match."""
+    return Counter(re.sub(r"\D", "", m) for m in _NUMBER.findall(line))
+
+
+def names(line):
+    """Counter of the capitalized words of a source line that do not open a sentence
+    (not the first word, not after . ! ? : or an opening quote or bracket)."""
+    out = Counter()
+    prev = None
+    for m in re.finditer(r"\S+", line):
+        tok = m.group(0)
+        w = _WORD.search(tok)
+        if w and prev is not None and not prev.endswith(_SENTENCE_END) \
+                and w.start() == 0 and w.group(0)[0].isupper():
+            out[w.group(0)] += 1
+        prev = tok
+    return out
+
+
+def _kept(src, ref, hyp):
+    """Of the items of src that ref keeps as they are, how many hyp keeps too (multisets)."""
+    in_ref = in_hyp = 0
+    for k, n in src.items():
+        r = min(n, ref[k])
+        in_ref += r
+        in_hyp += min(r, hyp[k])
+    return in_ref, in_hyp
+
+
+def breakdown(srcs, hyps, refs):
+    """Where a translation is weak. Returns a dict:
+      "length": [(lo, hi, lines, BLEU, chrF2)] per LENGTH_BUCKETS range of source words
+                (hi None: no upper bound; buckets without lines are left out);
+      "numbers": (n, kept): the source's numbers that the reference writes with the same
+                digits, and how many of them the hypothesis writes too;
+      "names": (n, kept): the same for capitalized words inside a sentence that the
+                reference copies as they are (names, mostly).
+    The reference decides what should be kept, so numbers written as words and names
+    that French spells differently do not count against the hypothesis."""
+    if not (len(srcs) == len(hyps) == len(refs)):
+        raise ValueError(f"{len(srcs)} sources, {len(hyps)} hypotheses, {len(refs)} references")
+    length = []
+    for lo, hi in LENGTH_BUCKETS:
+        idx = [i for i, s in enumerate(srcs) if lo <= len(s.split()) and (hi is None or len(s.split()) <= hi)]
+        if idx:
+            h, r = [hyps[i] for i in idx], [refs[i] for i in idx]
+            length.append((lo, hi, len(idx), corpus_bleu(h, r).score, corpus_chrf(h, r)))
+    nums = [0, 0]
+    nams = [0, 0]
+    for s, h, r in zip(srcs, hyps, refs):
+        a, b = _kept(numbers(s), numbers(r), numbers(h))
+        nums[0] += a
+        nums[1] += b
+        ref_words = Counter(w.group(0) for w in _WORD.finditer(r))
+        hyp_words = Counter(w.group(0) for w in _WORD.finditer(h))
+        a, b = _kept(names(s), ref_words, hyp_words)
+        nams[0] += a
+        nams[1] += b
+    return {"length": length, "numbers": tuple(nums), "names": tuple(nams)}
+
+
+BREAKDOWN_HEAD = "| set | slice | lines or items | BLEU or kept | chrF2 |\n|---|---|---:|---:|---:|"
+
+
+def format_breakdown(name, bd):
+    """One Markdown table row per length bucket, then numbers and names kept."""
+    out = []
+    for lo, hi, n, bl, cf in bd["length"]:
+        rng = f"{lo}–{hi}" if hi else f"{lo}+"
+        out.append(f"| {name} | {rng} words | {n} | {bl:.2f} | {cf:.2f} |")
+    for what in ("numbers", "names"):
+        n, k = bd[what]
+        pct = f"{100 * k / n:.1f}%" if n else "–"
+        out.append(f"| {name} | {what} kept | {n} | {pct} ({k} of {n}) | |")
+    return out
+
+
+# ------------------------------------------------------------------------------------
 # dev sets
 # ------------------------------------------------------------------------------------
 
@@ -263,20 +358,33 @@ def main(argv=None):
     ap.add_argument("--dtypes", default=None,
                     help="comma-separated engine --dtype values, e.g. f32,f16,int8: each set is "
                          "translated with each, and the differences reported")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also BLEU by source length, and the numbers and names kept "
+                         "(with --hyp/--ref, needs --src)")
+    ap.add_argument("--src", help="the source lines of --hyp (for --breakdown)")
     a = ap.parse_args(argv)
     if a.hyp or a.ref:
         if not (a.hyp and a.ref):
             ap.error("--hyp and --ref go together")
+        if a.breakdown and not a.src:
+            ap.error("--breakdown with --hyp/--ref needs --src")
         hyps, refs = read_lines(a.hyp), read_lines(a.ref)
         print(format_bleu(corpus_bleu(hyps, refs)))
         print("chrF2 = %.2f" % corpus_chrf(hyps, refs))
+        if a.breakdown:
+            try:
+                bd = breakdown(read_lines(a.src), hyps, refs)
+            except ValueError as e:
+                ap.error(str(e))
+            print(BREAKDOWN_HEAD)
+            print("\n".join(format_breakdown(os.path.basename(a.hyp), bd)))
         return 0
     if not a.model:
         ap.error("give --hyp/--ref or --model")
     dtypes = a.dtypes.split(",") if a.dtypes else [None]
     if a.dtypes and a.translator != "bin":
         ap.error("--dtypes is for the C engine (--translator bin)")
-    rows = []
+    rows, bds = [], []
     for name in a.sets.split(","):
         if name not in DEV_SETS:
             ap.error(f"unknown set {name!r} (known: {', '.join(DEV_SETS)})")
@@ -298,6 +406,8 @@ def main(argv=None):
             first = first or hyp
             same = sum(x == y for x, y in zip(hyp, first)) / max(1, len(hyp))
             rows.append((name, dtype, len(src), b.score, c, dt, same))
+            if a.breakdown:
+                bds.append(format_breakdown(name + (f" {dtype}" if dtype else ""), breakdown(src, hyp, ref)))
             print(f"{name}{' ' + dtype if dtype else ''}: BLEU {b.score:.2f} chrF2 {c:.2f} "
                   f"({len(src)} lines, {dt:.1f} s)", file=sys.stderr)
     if not a.dtypes:
@@ -305,6 +415,7 @@ def main(argv=None):
         print("|---|---:|---:|---:|---:|")
         for name, _, n, bl, cf, dt, _ in rows:
             print(f"| {name} | {n} | {bl:.2f} | {cf:.2f} | {dt:.1f} |")
+        print_breakdowns(bds)
         return 0
     print(f"| set | lines | dtype | BLEU | Δ BLEU | chrF2 | Δ chrF2 | lines as {dtypes[0]} | seconds |"
           f"  (model {a.model}, beam {a.beam})")
@@ -314,7 +425,16 @@ def main(argv=None):
         b0, c0 = base.setdefault(name, (bl, cf))
         print(f"| {name} | {n} | {dtype} | {bl:.2f} | {bl - b0:+.2f} | {cf:.2f} | {cf - c0:+.2f} | "
               f"{100 * same:.1f}% | {dt:.1f} |")
+    print_breakdowns(bds)
     return 0
+
+
+def print_breakdowns(bds):
+    if bds:
+        print()
+        print(BREAKDOWN_HEAD)
+        for rows in bds:
+            print("\n".join(rows))
 
 
 if __name__ == "__main__":

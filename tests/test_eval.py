@@ -24,7 +24,7 @@ passed = failed = skipped = 0
 
 def check(name, got, want, tol=0.005):
     global passed, failed
-    ok = (got == want) if isinstance(want, (str, list, tuple)) else abs(got - want) <= tol
+    ok = (got == want) if isinstance(want, (str, list, tuple, dict)) else abs(got - want) <= tol
     if ok:
         passed += 1
     else:
@@ -79,6 +79,36 @@ check("chrf hand 1", ev.corpus_chrf(["ab"], ["ac"]), 25.0, 1e-9)
 check("chrf hand 2", ev.corpus_chrf(["abc"], ["ab"]), 87.5, 1e-9)
 check("chrf ignores spaces", ev.corpus_chrf(["a b  c"], ["abc"]), 100.0, 1e-9)
 
+# --- breakdown: length buckets, numbers and names kept ---------------------------------
+C = ev.Counter
+check("numbers: separators", ev.numbers("1,000 or 3.14 or 2019 and 5-3"),
+      C({"1000": 1, "314": 1, "2019": 1, "5": 1, "3": 1}))
+check("numbers: French writing", ev.numbers("1 000 000 ou 3,14 ou 1\u202f000"),
+      C({"1000000": 1, "314": 1, "1000": 1}))
+check("numbers: a space before a non-group is no separator", ev.numbers("in 2019 10 people"),
+      C({"2019": 1, "10": 1}))
+check("names: not the sentence's first word, not after . or a quote",
+      ev.names('Yesterday John met Mary. Then "Paris" (London) and New York\'s mayor'),
+      C({"John": 1, "Mary": 1, "New": 1, "York's": 1}))
+check("kept: the reference decides", ev._kept(C({"5": 2, "7": 1, "9": 1}), C({"5": 2, "7": 1}), C({"5": 1, "9": 1})),
+      (3, 1))
+bd = ev.breakdown(["a b c", "The Smith family paid 1,000 dollars in 2019 to Bob .", "x " * 40],
+                  ["a b c", "La famille Smith a payé 1 000 dollars à Bob .", "y"],
+                  ["a b c", "La famille Smith a payé 1 000 dollars en 2019 à Bob .", "x " * 40])
+# hand: numbers 1000 and 2019 both in the reference, the hypothesis drops 2019 -> (2, 1);
+# names Smith and Bob (The opens the sentence) both copied by ref and hyp -> (2, 2)
+check("breakdown numbers", bd["numbers"], (2, 1))
+check("breakdown names", bd["names"], (2, 2))
+check("breakdown buckets", [(lo, hi, n) for lo, hi, n, _, _ in bd["length"]],
+      [(1, 10, 1), (11, 20, 1), (31, None, 1)])
+check("breakdown bucket BLEU", bd["length"][0][3], 0.0)  # a 3-word line has no 4-grams
+check("breakdown long bucket BLEU", bd["length"][2][3], 0.0)
+try:
+    ev.breakdown(["a"], ["a", "b"], ["a"])
+    check("breakdown: unequal lengths refused", False, True)
+except ValueError:
+    check("breakdown: unequal lengths refused", True, True)
+
 # --- command line -------------------------------------------------------------------
 with tempfile.TemporaryDirectory() as d:
     h, r = os.path.join(d, "h"), os.path.join(d, "r")
@@ -90,6 +120,16 @@ with tempfile.TemporaryDirectory() as d:
                          capture_output=True, text=True).stdout
     check("cli bleu", out.split("\n")[0].split()[2], "53.73")
     check("cli chrf", out.split("\n")[1].startswith("chrF2 = "), True)
+    p = subprocess.run([sys.executable, EVAL, "--hyp", h, "--ref", r, "--breakdown"],
+                       capture_output=True, text=True)
+    check("cli breakdown needs --src", (p.returncode, "--src" in p.stderr), (2, True))
+    s_ = os.path.join(d, "s")
+    with open(s_, "w") as f:
+        f.write("the cat sat on the mat\n")
+    out = subprocess.run([sys.executable, EVAL, "--hyp", h, "--ref", r, "--src", s_, "--breakdown"],
+                         capture_output=True, text=True).stdout
+    check("cli breakdown rows", [l.split("|")[2].strip() for l in out.splitlines() if l.startswith("| h |")],
+          ["1–10 words", "numbers kept", "names kept"])
 
 # --dtypes: the engine translates a dev set once per dtype; the table gives the
 # differences against the first (tiny random model: the numbers mean nothing, the
