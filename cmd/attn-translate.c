@@ -75,6 +75,8 @@ static const char *usage_text =
     "      --no-split-sentences refuse over-long lines instead\n"
     "      --on-error MODE      a line that cannot be translated: copy (default: print\n"
     "                           the source line), skip (print an empty line), fail (stop)\n"
+    "      --keep-unknowns      print a character the vocabulary lacks as ' \u2047 ' (default:\n"
+    "                           copy it from the source, where the attention points)\n"
     "Throughput:\n"
     "  -t, --threads N          threads: workers taking whole batches, or all on one batch\n"
     "                           when there is only one; also loading the model (default:\n"
@@ -105,6 +107,7 @@ typedef struct cli {
     int n_inputs;
     const char *output;
     int beam, n_best, threads, quiet, progress, progress_explicit, unbuffered, split, align, verbose;
+    int keep_unknowns;
     int load_threads; /* threads for loading the model: --threads N, else the cores (<= 8) */
     int max_input, batch_size, max_batch_tokens, dtype;
     size_t max_line_bytes;
@@ -146,7 +149,7 @@ static void parse_args(int argc, char **argv, cli *c) {
     enum {
         OPT_LP = 256, OPT_MAXLEN, OPT_MAXIN, OPT_ONERR, OPT_UNBUF, OPT_PROG, OPT_NOPROG,
         OPT_MAXBYTES, OPT_NOSPLIT, OPT_SPLIT, OPT_BATCH, OPT_BTOK, OPT_SHOW, OPT_AFMT, OPT_ALAYER,
-        OPT_AHEAD, OPT_ADIR, OPT_ALIGN, OPT_DTYPE, OPT_VERBOSE
+        OPT_AHEAD, OPT_ADIR, OPT_ALIGN, OPT_DTYPE, OPT_VERBOSE, OPT_KEEPUNK
     };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"beam", required_argument, 0, 'b'},
@@ -167,7 +170,7 @@ static void parse_args(int argc, char **argv, cli *c) {
         {"attn-layer", required_argument, 0, OPT_ALAYER},
         {"attn-head", required_argument, 0, OPT_AHEAD}, {"attn-dir", required_argument, 0, OPT_ADIR},
         {"align", no_argument, 0, OPT_ALIGN}, {"dtype", required_argument, 0, OPT_DTYPE}, {"quiet", no_argument, 0, 'q'},
-        {"verbose", no_argument, 0, OPT_VERBOSE},
+        {"verbose", no_argument, 0, OPT_VERBOSE}, {"keep-unknowns", no_argument, 0, OPT_KEEPUNK},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int opt, show = 0, fmt = ATTN_NONE, bytes;
     opterr = 0;
@@ -233,6 +236,7 @@ static void parse_args(int argc, char **argv, cli *c) {
             break;
         case OPT_ADIR: c->attn_dir = optarg; break;
         case OPT_ALIGN: c->align = 1; break;
+        case OPT_KEEPUNK: c->keep_unknowns = 1; break;
         case 'q': c->quiet = 1; c->progress = c->progress_explicit = 0; break;
         case OPT_VERBOSE: c->verbose = 1; break;
         case 'h': fputs(usage_text, stdout); exit(0);
@@ -1157,6 +1161,7 @@ int main(int argc, char **argv) {
     /* scores are printed only in n-best lists and attention dumps; greedy without them
      * takes each step's argmax and skips the log-softmax over the vocabulary */
     x.opts.no_scores = c.attn == ATTN_NONE && c.n_best == 1;
+    x.opts.replace_unknowns = !c.keep_unknowns;
     if (c.have_lp) x.opts.length_penalty = c.length_penalty;
     x.opts.max_length_factor = c.factor;
     x.opts.max_length_extra = c.extra;

@@ -150,6 +150,15 @@ typedef struct at_options {
                                  hypothesis's score and logprob are NaN (an empty line's
                                  stay 0: it needs no model). 0 (default): scored.
                                  Ignored when beam_size > 1. */
+    int replace_unknowns;     /* 1: a generated unknown token (unk_id) is written, in the
+                                 hypothesis' text, as the source text of the unknown source
+                                 piece that the last decoder layer's cross-attention, summed
+                                 over heads, weighs most at that step (a character the
+                                 vocabulary lacks, such as "£" or "ã", is copied through, as
+                                 CTranslate2's replace_unknowns does). Only unknown source
+                                 pieces are candidates: without one, " \u2047 " stays. The
+                                 ids, scores and attention are unchanged. 0 (default): the
+                                 unknown token is written " \u2047 ", as spm_decode does. */
 } at_options;
 
 /* Defaults from the model's generation config (beam, capped at 64; length penalty) and

@@ -39,6 +39,7 @@ typedef struct at_sent {
     int slot0;          /* its first cache slot: index * cap_K */
     int row0;           /* its first decoder row in the current step */
     int n_live, n_final, done;
+    int has_unk;        /* options.replace_unknowns and the source has an unknown piece */
     at_hyp_slot *live, *next, *final; /* (cap_K), (cap_K), (3 * cap_K) */
 } at_sent;
 
@@ -101,6 +102,18 @@ struct at_session {
     size_t attn_cap;
     float *attn_out;     /* (cap_B * n_best, heads, cap_T, cap_S) */
     size_t attn_out_cap;
+
+    /* replacing unknown tokens (at_options.replace_unknowns), for sentences with has_unk */
+    int unk_layer;              /* the decoder layer whose cross-attention points (the last),
+                                   or -1: no sentence of the batch needs it */
+    int *unk_src;               /* (cap_T, cap_B * cap_K): the unknown source position that row
+                                   [pos][slot] weighed most, -1 for none */
+    float *unk_probs;           /* (cap_K, heads, cap_S) the attention weights of a step */
+    const char **unk_subst;     /* (cap_T) a hypothesis' replacements, for detokenizing */
+    size_t *src_surf;           /* (src_cap) for an unknown source id: its text's offset in
+                                   unk_text (NUL-terminated); other ids: unused */
+    char *unk_text;             /* the batch's unknown source pieces' texts */
+    size_t unk_text_n, unk_text_cap;
 
     /* tests */
     at_trace_fn trace;

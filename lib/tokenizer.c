@@ -844,6 +844,12 @@ at_status at_vocab_normalize(const at_vocab *v, int which, int use_charsmap,
 
 at_status at_vocab_decode(const at_vocab *v, const int32_t *ids, size_t n, char *out,
                           size_t cap, size_t *out_len, at_error *err) {
+    return at_vocab_decode_subst(v, ids, n, NULL, out, cap, out_len, err);
+}
+
+at_status at_vocab_decode_subst(const at_vocab *v, const int32_t *ids, size_t n,
+                                const char *const *subst, char *out, size_t cap,
+                                size_t *out_len, at_error *err) {
     if (!v || (!ids && n) || (!out && cap) || !out_len)
         return at_fail(err, AT_ERR_ARG, "detokenizer: invalid argument");
     for (size_t i = 0; i < n; i++)
@@ -858,11 +864,11 @@ at_status at_vocab_decode(const at_vocab *v, const int32_t *ids, size_t n, char 
         if (id == v->eos_id || id == v->pad_id) continue;
         const char *p;
         size_t pl;
-        if (id == v->unk_id) {
+        if (id == v->unk_id && !(subst && subst[i])) {
             p = unk;
             pl = sizeof unk - 1;
         } else {
-            p = v->tokens[id];
+            p = id == v->unk_id ? subst[i] : v->tokens[id];
             pl = strlen(p);
             if (first && pl >= 3 && memcmp(p, kSpace, 3) == 0) p += 3, pl -= 3;
         }

@@ -78,6 +78,14 @@ at_status at_vocab_encode_pieces(const at_vocab *v, int which, const char *text,
 at_status at_vocab_decode(const at_vocab *v, const int32_t *ids, size_t n, char *out,
                           size_t cap, size_t *out_len, at_error *err);
 
+/* at_vocab_decode, where subst[i] (when subst and subst[i] are not NULL, and ids[i] is
+ * unk_id) is written in place of " \u2047 " as if it were that position's piece text
+ * (NUL-terminated, U+2581 becoming a space): the source text of an unknown piece,
+ * copied through. subst and its strings are borrowed. */
+at_status at_vocab_decode_subst(const at_vocab *v, const int32_t *ids, size_t n,
+                                const char *const *subst, char *out, size_t cap,
+                                size_t *out_len, at_error *err);
+
 /* Debug/test helper: writes the normalized form of `text` (what the segmenter sees,
  * U+2581 for spaces) using SPM `which`, into a malloc'ed NUL-terminated buffer
  * (*out, caller frees) of length *out_len. `use_charsmap` 0 forces the built-in

@@ -120,6 +120,25 @@ void tf_encode_batch(at_session *s) {
     }
 }
 
+/* For each live row of st: the unknown source position whose attention weights, summed
+ * over heads, are the largest (the first of equals), or -1 when the source has none.
+ * probs: (n_live, heads, cap_S). For at_options.replace_unknowns. */
+static void point_unknowns(const at_session *s, const at_sent *st, const float *probs, int *out) {
+    int H = s->m->cfg.decoder_heads, unk = s->m->cfg.unk_id;
+    const int32_t *src = s->src_ids + st->src_off;
+    for (int i = 0; i < st->n_live; i++) {
+        int best = -1;
+        float top = -1.0f;
+        for (int j = 0; j < st->S; j++) {
+            if (src[j] != unk) continue;
+            float w = 0.0f;
+            for (int h = 0; h < H; h++) w += probs[((size_t)i * H + h) * s->cap_S + j];
+            if (w > top) top = w, best = j;
+        }
+        out[i] = best;
+    }
+}
+
 /* Causal self-attention of each row over its own history in the cache. */
 static void attend_history(at_session *s, int l, int n, int pos) {
     const at_config *c = &s->m->cfg;
@@ -164,8 +183,11 @@ void tf_decode_step_batch(at_session *s, int n, int pos) {
             float *keep = l == s->attn_layer && s->attn_steps
                               ? s->attn_steps + ((size_t)pos * slots + st->slot0) * H * s->cap_S
                               : NULL;
+            int unk = l == s->unk_layer && st->has_unk;
+            if (unk && !keep) keep = s->unk_probs;
             attend_dense(s->q + r0, st->n_live, s->cross_k[l] + src, s->cross_v[l] + src, st->S,
                          d, H, s->scores, s->ctx + r0, keep, s->cap_S, m->isa);
+            if (unk) point_unknowns(s, st, keep, s->unk_src + (size_t)pos * slots + st->slot0);
         }
         gemm_linear(m, &L->cross_attn.o, s->ctx, n, s->tmp, &s->gs);
         nn_add_layernorm(s->x, s->tmp, n, d, &L->cross_attn_ln, c->layer_norm_eps, m->isa);
@@ -182,13 +204,14 @@ void tf_encode(at_session *s, const int32_t *ids, int S) {
     if (s->src_ids != ids) memcpy(s->src_ids, ids, (size_t)S * sizeof *ids);
     s->n_sents = 1;
     s->sents[0].S = S, s->sents[0].src_off = 0, s->sents[0].slot0 = 0;
+    s->sents[0].has_unk = 0;
     tf_encode_batch(s);
 }
 
 void tf_decode_step(at_session *s, int n, int pos, int S) {
     s->n_sents = 1, s->n_active = 1, s->active[0] = 0;
     s->sents[0].S = S, s->sents[0].src_off = 0, s->sents[0].slot0 = 0;
-    s->sents[0].row0 = 0, s->sents[0].n_live = n;
+    s->sents[0].row0 = 0, s->sents[0].n_live = n, s->sents[0].has_unk = 0;
     for (int j = 0; j < n; j++) s->row_slot[j] = j;
     tf_decode_step_batch(s, n, pos);
 }

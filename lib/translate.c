@@ -46,6 +46,7 @@ at_status at_session_new_opts(const at_model *m, const at_session_options *opts,
     at_session *s = calloc(1, sizeof *s);
     if (!s) return at_fail(err, AT_ERR_NOMEM, "out of memory");
     s->m = m;
+    s->attn_layer = s->unk_layer = -1;
     s->pool = pool_new(threads); /* NULL for one thread, or when no helper could start */
     s->gs.pool = s->pool;
     s->gs.threads = pool_threads(s->pool);
@@ -263,6 +264,8 @@ static void layout(at_session *s, carver *c, int B, int src, int S, int T, int K
     TAKE(s->step_tokens, BK), TAKE(s->row_slot, BK), TAKE(s->sents, (size_t)B);
     TAKE(s->active, (size_t)B), TAKE(s->slots, BK * 5), TAKE(s->hyp_ids, BK * 5 * T);
     TAKE(s->cand, (size_t)2 * K), TAKE(s->hyps, BK);
+    TAKE(s->unk_src, (size_t)T * BK), TAKE(s->unk_probs, (size_t)K * cf->decoder_heads * S);
+    TAKE(s->unk_subst, (size_t)T);
     for (size_t l = 0; s->cross_k && l < L; l++) TAKE(s->cross_k[l], (size_t)src * d), TAKE(s->cross_v[l], (size_t)src * d);
     /* the self-attention caches of every layer, position by position: what a batch has
      * decoded so far is one prefix */
@@ -289,6 +292,8 @@ void at_session_free(at_session *s) {
     pool_free(s->pool);
     free_buffers(s);
     free(s->src_ids);
+    free(s->src_surf);
+    free(s->unk_text);
     free(s->text);
     free(s->attn_steps);
     free(s->attn_out);
@@ -301,8 +306,10 @@ static at_status reserve_src(at_session *s, size_t n, at_error *err) {
     if (n <= s->src_cap) return AT_OK;
     size_t cap = n < 256 ? 256 : n + n / 2;
     int32_t *p = realloc(s->src_ids, cap * sizeof *p);
-    if (!p) return at_fail(err, AT_ERR_NOMEM, "out of memory");
-    s->src_ids = p, s->src_cap = cap;
+    if (p) s->src_ids = p;
+    size_t *q = p ? realloc(s->src_surf, cap * sizeof *q) : NULL;
+    if (!q) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    s->src_surf = q, s->src_cap = cap;
     return AT_OK;
 }
 
@@ -361,6 +368,7 @@ at_options at_default_options(const at_model *m) {
     o.max_input_tokens = m ? m->cfg.max_positions : 512;
     o.attention_layer = -1;
     o.no_scores = 0;
+    o.replace_unknowns = 0;
     return o;
 }
 
@@ -546,6 +554,24 @@ static void gather_attention(const at_session *s, const at_sent *st, const at_hy
     }
 }
 
+/* The replacements of final hypothesis f's first nid tokens (at_options.replace_unknowns):
+ * for each unknown token, the text of the unknown source piece its step weighed most
+ * (unk_src, following the beam back-pointers as gather_attention does); NULL elsewhere.
+ * Returns s->unk_subst, or NULL when f has no unknown token. */
+static const char *const *unknown_texts(at_session *s, const at_sent *st, const at_hyp_slot *f,
+                                        int nid) {
+    int unk = s->m->cfg.unk_id, beam = f->last_row, BK = s->cap_B * s->cap_K, any = 0;
+    for (int r = f->n - 1; r >= 0; r--) {
+        if (r < nid) {
+            int j = f->ids[r] == unk ? s->unk_src[(size_t)r * BK + st->slot0 + beam] : -1;
+            s->unk_subst[r] = j >= 0 ? s->unk_text + s->src_surf[st->src_off + j] : NULL;
+            any |= j >= 0;
+        }
+        if (r > 0) beam = s->parent[(size_t)(r - 1) * BK + st->slot0 + beam];
+    }
+    return any ? s->unk_subst : NULL;
+}
+
 /* Grows a float buffer to `need` elements (contents not kept). */
 static int grow_floats(float **p, size_t *cap, size_t need) {
     if (need <= *cap) return 1;
@@ -575,10 +601,38 @@ static at_status ensure_text(at_session *s, size_t need, at_error *err) {
     return AT_OK;
 }
 
+/* Collects the texts of a line's unknown pieces (at_vocab_encode_pieces' callback). */
+typedef struct surf_ctx {
+    at_session *s;
+    size_t pos; /* the piece's position in src_ids */
+    int oom;
+} surf_ctx;
+
+static void collect_surface(void *ctx, const char *piece, size_t len, int32_t id) {
+    surf_ctx *c = ctx;
+    at_session *s = c->s;
+    size_t pos = c->pos++;
+    if (id != s->m->cfg.unk_id || c->oom) return;
+    if (s->unk_text_n + len + 1 > s->unk_text_cap) {
+        size_t cap = (s->unk_text_n + len + 1) * 2;
+        char *t = realloc(s->unk_text, cap);
+        if (!t) {
+            c->oom = 1;
+            return;
+        }
+        s->unk_text = t, s->unk_text_cap = cap;
+    }
+    s->src_surf[pos] = s->unk_text_n;
+    memcpy(s->unk_text + s->unk_text_n, piece, len);
+    s->unk_text[s->unk_text_n + len] = '\0';
+    s->unk_text_n += len + 1;
+}
+
 /* Tokenizes one line into s->src_ids at `off` (growing it) and appends eos;
- * *S_out gets the length with eos. */
+ * *S_out gets the length with eos. With o->replace_unknowns, *has_unk says whether the
+ * line has an unknown piece, whose text then goes to unk_text (src_surf). */
 static at_status tokenize_line(at_session *s, const char *text, size_t len, const at_options *o,
-                               size_t off, int *S_out, at_error *err) {
+                               size_t off, int *S_out, int *has_unk, at_error *err) {
     size_t n = 0;
     at_status st = reserve_src(s, off + 256, err);
     if (!st) st = at_vocab_encode(s->m->vocab, text, len, s->src_ids + off, s->src_cap - off - 1,
@@ -594,6 +648,15 @@ static at_status tokenize_line(at_session *s, const char *text, size_t len, cons
                        o->max_input_tokens);
     s->src_ids[off + n] = s->m->cfg.eos_id;
     *S_out = (int)n + 1;
+    *has_unk = 0;
+    for (size_t i = 0; o->replace_unknowns && i < n && !*has_unk; i++)
+        *has_unk = s->src_ids[off + i] == s->m->cfg.unk_id;
+    if (*has_unk) { /* rare: the same segmentation again, for the unknown pieces' texts */
+        surf_ctx c = {s, off, 0};
+        at_status st2 = at_vocab_encode_pieces(s->m->vocab, 0, text, len, collect_surface, &c, err);
+        if (st2) return st2;
+        if (c.oom || c.pos != off + n) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+    }
     return AT_OK;
 }
 
@@ -621,18 +684,21 @@ at_status at_translate_batch(at_session *s, int n, const char *const *texts, con
     int *line_of; /* batch index -> line: s->iscratch, which holds >= n ints */
     size_t off = 0;
     int B = 0, maxS = 1, maxT = 1;
-    int *S_of = malloc((size_t)n * sizeof *S_of);
+    int *S_of = malloc((size_t)n * sizeof *S_of), *unk_of = malloc((size_t)n * sizeof *unk_of);
     size_t *off_of = malloc((size_t)n * sizeof *off_of);
-    if (!S_of || !off_of) {
-        free(S_of), free(off_of);
+    if (!S_of || !off_of || !unk_of) {
+        free(S_of), free(off_of), free(unk_of);
         return at_fail(err, AT_ERR_NOMEM, "out of memory");
     }
+    s->unk_text_n = 0;
+    int any_unk = 0;
     for (int i = 0; i < n; i++) {
         at_error *e = errors ? &errors[i] : NULL;
-        S_of[i] = 0;
+        S_of[i] = 0, unk_of[i] = 0;
         statuses[i] = tokenize_line(s, texts[i] ? texts[i] : "", texts[i] ? lens[i] : 0, &o, off,
-                                    &S_of[i], e);
+                                    &S_of[i], &unk_of[i], e);
         if (statuses[i] || S_of[i] <= 1) continue; /* failed, or empty: no model run */
+        any_unk |= unk_of[i];
         off_of[i] = off;
         off += (size_t)S_of[i];
         int max_len = max_target_len(c, &o, S_of[i]);
@@ -651,13 +717,16 @@ at_status at_translate_batch(at_session *s, int n, const char *const *texts, con
             se->src_off = (int)off_of[i];
             se->slot0 = B * s->cap_K;
             se->max_len = max_target_len(c, &o, se->S);
+            se->has_unk = unk_of[i];
             line_of[B++] = i;
         }
         s->n_sents = B;
+        s->unk_layer = any_unk ? c->decoder_layers - 1 : -1;
         s->attn_layer = o.attention_layer;
         if (B && o.attention_layer >= 0) st = reserve_attention(s, o.n_best, err);
     }
     free(off_of);
+    free(unk_of);
     if (st) {
         free(S_of);
         return st;
@@ -717,13 +786,14 @@ at_status at_translate_batch(at_session *s, int n, const char *const *texts, con
             const at_hyp_slot *f = &se->final[k];
             int nid = f->n > 0 && f->ids[f->n - 1] == c->eos_id ? f->n - 1 : f->n;
             size_t need = 0;
+            const char *const *subst = se->has_unk ? unknown_texts(s, se, f, nid) : NULL;
             if ((st = ensure_text(s, used + 256, err))) break;
-            st = at_vocab_decode(m->vocab, f->ids, (size_t)nid, s->text + used, s->text_cap - used,
-                                 &need, err);
+            st = at_vocab_decode_subst(m->vocab, f->ids, (size_t)nid, subst, s->text + used,
+                                       s->text_cap - used, &need, err);
             if (st == AT_ERR_TOO_LONG) {
                 if ((st = ensure_text(s, used + need + 1, err))) break;
-                st = at_vocab_decode(m->vocab, f->ids, (size_t)nid, s->text + used,
-                                     s->text_cap - used, &need, err);
+                st = at_vocab_decode_subst(m->vocab, f->ids, (size_t)nid, subst, s->text + used,
+                                           s->text_cap - used, &need, err);
             }
             if (st) break;
             hy[k].text = (const char *)(uintptr_t)used; /* an offset until the end */

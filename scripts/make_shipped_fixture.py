@@ -6,7 +6,9 @@
 
 Translates the fixed sentences below with scripts/reference.py on the shipped model's own
 weights (read as the engine's default --dtype reads them: f16 widened to f32), greedy and
-beam 4 with 2-best, and writes their token ids, texts and scores, the sha256 of model.bin
+beam 4 with 2-best, and writes their token ids, texts (with the unknown tokens replaced as
+the engine's CLI does by default, reference.replace_unknowns, and as " ⁇ ": text_keep)
+and scores, the sha256 of model.bin
 (tests/test_shipped.py refuses a fixture made for other weights) and each line's decision
 margin (the smallest gap between candidate scores its outcome depended on). Run it again
 whenever models/en-fr changes; the fixture is never made from the C engine's output.
@@ -37,6 +39,12 @@ SENTENCES = [
     "The weather will be sunny tomorrow in Paris.",
     "If the file does not exist, an error is returned.",
     "We need to talk about the meeting next week.",
+    # characters the vocabulary lacks (unknown pieces), which the engine's CLI copies from
+    # the source by attention (--keep-unknowns prints " ⁇ ")
+    "The former mayor of São Paulo wrote the bill.",
+    "It costs £27 million.",
+    "The ticket costs €5 and the room is at 20°C.",
+    "Müller and Öztürk met in Málaga.",
 ]
 
 SETTINGS = [("greedy", 1, 1), ("beam4", 4, 2)]
@@ -57,11 +65,14 @@ def main(argv=None):
         rows = []
         for text in SENTENCES:
             trace = {}
-            hyps = reference.beam_search(m, reference.encode(m, text), beam=beam, n_best=n_best,
-                                         trace=trace)
+            src_ids = reference.encode(m, text)
+            hyps = reference.beam_search(m, src_ids, beam=beam, n_best=n_best, trace=trace,
+                                         attn_layer=m.config["decoder_layers"] - 1)
+            replaced = reference.replace_unknowns(m, src_ids, m.sp.EncodeAsPieces(text), hyps)
             margin = min([g["gap"] for g in trace.get("margins", [])] + [trace.get("final_gap", float("inf"))])
             rows.append({"source": text, "margin": margin if margin != float("inf") else None,
-                         "hyps": [{"ids": h.ids, "text": h.text, "score": h.score} for h in hyps]})
+                         "hyps": [{"ids": h.ids, "text": r.text, "text_keep": h.text, "score": h.score}
+                                  for h, r in zip(hyps, replaced)]})
         out["settings"][name] = {"beam": beam, "n_best": n_best, "lines": rows}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w", encoding="utf-8") as f:

@@ -41,7 +41,7 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as dc_replace
 
 import numpy as np
 import torch
@@ -156,14 +156,18 @@ def encode(m, text):
     return [m.piece_to_id.get(p, m.unk) for p in pieces] + [m.eos]
 
 
-def decode(m, ids):
+def decode(m, ids, subst=None):
     """FORMAT.md detokenization: ids -> tokens, drop eos and pad, unk -> ' ⁇ ',
-    concatenate, U+2581 -> ' ', remove one leading space."""
+    concatenate, U+2581 -> ' ', remove one leading space. subst (optional): position ->
+    piece text written instead of an unk there (replace_unknowns)."""
     parts = []
-    for i in ids:
+    for n, i in enumerate(ids):
         if i == m.eos or i == m.pad:
             continue
-        parts.append(UNK_SURFACE if i == m.unk else m.vocab["tokens"][i])
+        if i == m.unk:
+            parts.append(subst[n] if subst and n in subst else UNK_SURFACE)
+        else:
+            parts.append(m.vocab["tokens"][i])
     text = "".join(parts).replace(SPACE_SYMBOL, " ")
     if text.startswith(" "):
         text = text[1:]
@@ -562,8 +566,33 @@ def decision_margin(totals, vs, K, last_rank, eos, stop):
     return float(min(gaps)) if gaps else float("inf")
 
 
-def translate(m, text, beam=None, n_best=1, length_penalty=None, factor=2.0, extra=10):
-    return beam_search(m, encode(m, text), beam, n_best, length_penalty, factor, extra)
+def replace_unknowns(m, src_ids, pieces, hyps):
+    """The engine's at_options.replace_unknowns, written independently: each generated unk
+    becomes the text of the unknown source piece (an id equal to unk_id) on which the
+    last decoder layer's cross-attention, summed over heads (float64), is largest at that
+    step (the first of equals). hyps must carry attention of the last layer. Returns new
+    Hyp objects with the text replaced; ids, scores and attention are kept."""
+    unk_pos = [j for j, i in enumerate(src_ids) if i == m.unk]
+    out = []
+    for h in hyps:
+        subst = {}
+        for r, i in enumerate(h.ids):
+            if i == m.unk and unk_pos:
+                w = h.attention[:, r, :].sum(axis=0)
+                best = max(unk_pos, key=lambda j: (w[j], -j))
+                subst[r] = pieces[best]
+        out.append(dc_replace(h, text=decode(m, h.ids, subst)))
+    return out
+
+
+def translate(m, text, beam=None, n_best=1, length_penalty=None, factor=2.0, extra=10,
+              replace_unk=False):
+    src_ids = encode(m, text)
+    if not (replace_unk and m.unk in src_ids[:-1]):
+        return beam_search(m, src_ids, beam, n_best, length_penalty, factor, extra)
+    hyps = beam_search(m, src_ids, beam, n_best, length_penalty, factor, extra,
+                       attn_layer=m.config["decoder_layers"] - 1)
+    return replace_unknowns(m, src_ids, m.sp.EncodeAsPieces(text), hyps)
 
 
 # ---------------------------------------------------------------------------------------
@@ -583,6 +612,9 @@ def main(argv=None):
                     help="linear-layer weights as the engine's --dtype (default f32)")
     ap.add_argument("--spm", default=None, help="source SentencePiece model (default MODEL/source.spm)")
     ap.add_argument("--ids", action="store_true", help="print ids instead of text")
+    ap.add_argument("--replace-unknowns", action="store_true",
+                    help="write a generated unk as the source text the attention points at "
+                         "(the engine's at_options.replace_unknowns; its CLI's default)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     m = load(a.model, dtype=getattr(torch, a.dtype), spm_path=a.spm, weights=a.weights)
@@ -590,7 +622,7 @@ def main(argv=None):
     for i, line in enumerate(sys.stdin.buffer):
         text = line.decode("utf-8").rstrip("\n").rstrip("\r")
         hyps = translate(m, text, a.beam, a.n_best, a.length_penalty,
-                         a.max_length_factor, a.max_length_extra)
+                         a.max_length_factor, a.max_length_extra, a.replace_unknowns)
         for h in hyps:
             s = " ".join(map(str, h.ids)) if a.ids else h.text
             if a.n_best > 1:

@@ -264,10 +264,40 @@ for n in MODELS:
     check(f"greedy_is_argmax[{n}]", lambda n=n: test_greedy_is_argmax(n))
     check(f"never_pad[{n}]", lambda n=n: test_never_pad(n))
     check(f"fixture_translations[{n}]", lambda n=n: test_fixture_translations(n))
+def test_replace_unknowns():
+    """replace_unknowns on hand-made attention: each generated unk takes the text of the
+    unknown source piece with the largest head sum (first of equals); known source pieces
+    are never candidates; without an unknown source piece, ' ⁇ ' stays."""
+    m = M64[MODELS[0]]
+    tok = m.vocab["tokens"]
+    w = [i for i, t in enumerate(tok) if t.startswith("\u2581") and len(t) > 2][:2]
+    src = [w[0], m.unk, w[1], m.unk, m.eos]
+    pieces = [tok[w[0]], "\u00a3", tok[w[1]], "\u00e3", "</s>"]
+    ids = [w[0], m.unk, m.unk, m.unk]
+    att = np.zeros((2, len(ids) + 1, len(src)))
+    att[:, 1, 1] = [0.3, 0.3]        # unk 1 -> position 1 (sum 0.6 vs 0.5)
+    att[:, 1, 3] = [0.5, 0.0]
+    att[:, 2, 2] = [0.9, 0.9]        # a known piece weighs most; unknowns tie -> position 1
+    att[:, 2, 1] = [0.05, 0.0]
+    att[:, 2, 3] = [0.0, 0.05]
+    att[:, 3, 3] = [0.4, 0.4]        # unk 3 -> position 3
+    h = R.Hyp(ids=ids, score=0.0, logprob=0.0, length=len(ids), finished=True,
+              text=R.decode(m, ids), attention=att)
+    out = R.replace_unknowns(m, src, pieces, [h])[0]
+    want = tok[w[0]].replace("\u2581", " ")[1:] + "\u00a3\u00a3\u00e3"
+    assert out.text == want, (out.text, want)
+    assert out.ids == ids and out.attention is att
+    plain = R.replace_unknowns(m, [w[0], w[1], m.eos], pieces[:2] + ["</s>"],
+                               [R.Hyp(ids=ids, score=0.0, logprob=0.0, length=4, finished=True,
+                                      text=h.text, attention=att[:, :, :3])])[0]
+    assert plain.text == R.decode(m, ids) and "\u2047" in plain.text, plain.text
+
+
 check("atmodel_roundtrip", test_atmodel_roundtrip)
 check("atmodel_rejects", test_atmodel_rejects)
 check("max_len_and_empty", test_max_len_and_empty)
 check("decode", test_decode)
+check("replace_unknowns", test_replace_unknowns)
 
 print(f"test_reference: {passed} passed, {failed} failed")
 sys.exit(1 if failed or not MODELS else 0)

@@ -201,6 +201,25 @@ static void check_api(const at_vocab *v) {
     st = at_vocab_decode(v, neg, 1, out, sizeof out, &ol, &err);
     CHECK(st == AT_ERR_ARG, "decode negative id: st %d", st);
 
+    /* decode with replaced unknowns (at_options.replace_unknowns): the text goes in as a
+     * piece (U+2581 a space, the first piece's dropped); NULL entries and known ids keep
+     * their usual rendering */
+    const char *sub[] = {"\xc2\xa3", NULL, NULL};
+    st = at_vocab_decode_subst(v, du, 2, sub, out, sizeof out, &ol, &err);
+    CHECK(st == AT_OK && strcmp(out, "\xc2\xa3 He") == 0 && ol == 5, "subst first [%s]", out);
+    int32_t dm[] = {87, 0, 109, 0};
+    const char *sub2[] = {"X", "\xc3\xa3", NULL, NULL};
+    st = at_vocab_decode_subst(v, dm, 4, sub2, out, sizeof out, &ol, &err);
+    CHECK(st == AT_OK && strcmp(out, "He\xc3\xa3ll \xe2\x81\x87 ") == 0,
+          "subst middle, known id ignored, NULL kept [%s]", out);
+    const char *sub3[] = {"\xe2\x96\x81" "Foo" "\xe2\x96\x81" "bar", NULL};
+    st = at_vocab_decode_subst(v, du, 2, sub3, out, sizeof out, &ol, &err);
+    CHECK(st == AT_OK && strcmp(out, "Foo bar He") == 0, "subst with spaces [%s]", out);
+    st = at_vocab_decode_subst(v, du, 2, sub3, out, 4, &ol, &err);
+    CHECK(st == AT_ERR_TOO_LONG && ol == 10 && strcmp(out, "Foo") == 0, "subst too long [%s]", out);
+    st = at_vocab_decode_subst(v, du, 2, NULL, out, sizeof out, &ol, &err);
+    CHECK(st == AT_OK && strcmp(out, " \xe2\x81\x87  He") == 0, "subst NULL = decode [%s]", out);
+
     /* invalid UTF-8 */
     static const struct {
         const char *what, *text;
