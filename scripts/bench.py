@@ -862,7 +862,9 @@ def ct2_seconds(r):
 
 
 def attn_args(m, dtype, beam, batch, threads):
-    return ["--beam", str(beam), "--batch-size", str(batch), "--threads", str(threads),
+    # --keep-unknowns: CTranslate2 runs without replace_unknowns, so both write an unknown
+    # token the same way and their texts compare (the copy costs nothing measurable)
+    return ["--keep-unknowns", "--beam", str(beam), "--batch-size", str(batch), "--threads", str(threads),
             "--dtype", dtype, "--max-length", f"0+{m.steps}"]
 
 
