@@ -323,7 +323,7 @@ def translate(lines, args, dtype=None):
     here = os.path.dirname(os.path.abspath(__file__))
     if args.translator == "reference":
         cmd = [sys.executable, os.path.join(here, "reference.py"), "-m", args.model,
-               "--beam", str(args.beam)]
+               "--beam", str(args.beam), "--replace-unknowns"]  # as the CLI's default
     else:
         cmd = [args.bin, "-m", args.model, "-b", str(args.beam), "-q", "--no-progress"]
         if args.threads:
