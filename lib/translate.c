@@ -605,14 +605,17 @@ static at_status ensure_text(at_session *s, size_t need, at_error *err) {
 typedef struct surf_ctx {
     at_session *s;
     size_t pos; /* the piece's position in src_ids */
+    size_t end; /* one past the line's last piece in src_ids */
     int oom;
+    int mismatch; /* the pieces did not line up with the ids */
 } surf_ctx;
 
 static void collect_surface(void *ctx, const char *piece, size_t len, int32_t id) {
     surf_ctx *c = ctx;
     at_session *s = c->s;
     size_t pos = c->pos++;
-    if (id != s->m->cfg.unk_id || c->oom) return;
+    if (pos >= c->end || id != s->src_ids[pos]) c->mismatch = 1;
+    if (id != s->m->cfg.unk_id || c->oom || c->mismatch) return;
     if (s->unk_text_n + len + 1 > s->unk_text_cap) {
         size_t cap = (s->unk_text_n + len + 1) * 2;
         char *t = realloc(s->unk_text, cap);
@@ -652,10 +655,13 @@ static at_status tokenize_line(at_session *s, const char *text, size_t len, cons
     for (size_t i = 0; o->replace_unknowns && i < n && !*has_unk; i++)
         *has_unk = s->src_ids[off + i] == s->m->cfg.unk_id;
     if (*has_unk) { /* rare: the same segmentation again, for the unknown pieces' texts */
-        surf_ctx c = {s, off, 0};
+        surf_ctx c = {s, off, off + n, 0, 0};
         at_status st2 = at_vocab_encode_pieces(s->m->vocab, 0, text, len, collect_surface, &c, err);
         if (st2) return st2;
-        if (c.oom || c.pos != off + n) return at_fail(err, AT_ERR_NOMEM, "out of memory");
+        if (c.oom) return at_fail(err, AT_ERR_NOMEM, "out of memory for unknown pieces' text");
+        if (c.mismatch || c.pos != c.end)
+            return at_fail(err, AT_ERR_FORMAT, "tokenizer: a second segmentation of the line "
+                           "gave %zu pieces, not the %zu ids of the first", c.pos - off, n);
     }
     return AT_OK;
 }

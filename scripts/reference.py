@@ -157,21 +157,26 @@ def encode(m, text):
 
 
 def decode(m, ids, subst=None):
-    """FORMAT.md detokenization: ids -> tokens, drop eos and pad, unk -> ' ⁇ ',
-    concatenate, U+2581 -> ' ', remove one leading space. subst (optional): position ->
-    piece text written instead of an unk there (replace_unknowns)."""
+    """FORMAT.md detokenization, as spm_decode does it: ids -> tokens, drop eos and pad,
+    unk -> ' ⁇ ', U+2581 -> ' ', and the space add_dummy_prefix put before the text
+    removed: each leading piece loses one U+2581 until one leaves text (an unk's surface
+    keeps its spaces). subst (optional): position -> piece text written instead of an
+    unk there (replace_unknowns), treated as a piece."""
     parts = []
+    first = True
     for n, i in enumerate(ids):
         if i == m.eos or i == m.pad:
             continue
-        if i == m.unk:
-            parts.append(subst[n] if subst and n in subst else UNK_SURFACE)
+        if i == m.unk and not (subst and n in subst):
+            p = UNK_SURFACE
         else:
-            parts.append(m.vocab["tokens"][i])
-    text = "".join(parts).replace(SPACE_SYMBOL, " ")
-    if text.startswith(" "):
-        text = text[1:]
-    return text
+            p = subst[n] if i == m.unk else m.vocab["tokens"][i]
+            if first and p.startswith(SPACE_SYMBOL):
+                p = p[1:]
+        if p:
+            first = False
+        parts.append(p)
+    return "".join(parts).replace(SPACE_SYMBOL, " ")
 
 
 # ---------------------------------------------------------------------------------------

@@ -255,7 +255,21 @@ def test_decode():
     ids = [i for i, t in enumerate(tok) if t.startswith("\u2581") and len(t) > 2][:3]
     text = R.decode(m, [m.pad] + ids + [m.eos])
     assert text == "".join(tok[i] for i in ids).replace("\u2581", " ")[1:], text
-    assert R.decode(m, [m.unk]) == "\u2047 "
+    # as SentencePiece decodes the same pieces: an unk first keeps its spaces, leading
+    # space-only pieces are all consumed
+    sp = m.sp
+    unk_piece = sp.IdToPiece(sp.unk_id())
+    sp_ids = {t: i for i, t in enumerate(tok) if sp.PieceToId(t) != sp.unk_id()}
+    space = sp_ids.get("\u2581")
+    cases = [[m.unk], [m.unk] + ids, ids[:1] + [m.unk], [m.unk, m.unk] + ids[:1],
+             [m.pad, m.unk, m.eos]] + ([[space, space] + ids, [space, m.unk] + ids]
+                                       if space is not None else [])
+    for c in cases:
+        pieces = [unk_piece if i == m.unk else tok[i] for i in c if i not in (m.eos, m.pad)]
+        assert R.decode(m, c) == sp.DecodePieces(pieces), (c, R.decode(m, c),
+                                                           sp.DecodePieces(pieces))
+    assert R.decode(m, [m.unk]) == " \u2047 "
+    assert R.decode(m, [m.unk], {0: "\u2581\u00a3"}) == "\u00a3"
 
 
 for n in MODELS:
