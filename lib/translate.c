@@ -661,7 +661,7 @@ static at_status tokenize_line(at_session *s, const char *text, size_t len, cons
         if (c.oom) return at_fail(err, AT_ERR_NOMEM, "out of memory for unknown pieces' text");
         if (c.mismatch || c.pos != c.end)
             return at_fail(err, AT_ERR_FORMAT, "tokenizer: a second segmentation of the line "
-                           "gave %zu pieces, not the %zu ids of the first", c.pos - off, n);
+                           "did not give the same %zu pieces (%zu, or other ids)", n, c.pos - off);
     }
     return AT_OK;
 }

@@ -259,8 +259,7 @@ def test_decode():
     # space-only pieces are all consumed
     sp = m.sp
     unk_piece = sp.IdToPiece(sp.unk_id())
-    sp_ids = {t: i for i, t in enumerate(tok) if sp.PieceToId(t) != sp.unk_id()}
-    space = sp_ids.get("\u2581")
+    space = tok.index("\u2581") if "\u2581" in tok else None
     cases = [[m.unk], [m.unk] + ids, ids[:1] + [m.unk], [m.unk, m.unk] + ids[:1],
              [m.pad, m.unk, m.eos]] + ([[space, space] + ids, [space, m.unk] + ids]
                                        if space is not None else [])
